@@ -1,0 +1,56 @@
+"""batchguard: validate training data before it destabilises PyTorch training.
+
+Public names are imported lazily, so ``import pipeline`` (and the ``validate``
+command's start-up) stays fast: torch, pandas, pandera and scikit-learn load
+only when the name that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "BatchguardError": "errors",
+    "SchemaFileError": "errors",
+    "SourceError": "errors",
+    "UsageError": "errors",
+    "BadBatchError": "errors",
+    "Source": "source",
+    "open_source": "source",
+    "Profile": "profile",
+    "ColumnProfile": "profile",
+    "profile": "profile",
+    "Finding": "findings",
+    "Report": "report",
+    "validate": "validation",
+    "ValidationOptions": "options",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import BadBatchError, BatchguardError, SchemaFileError, SourceError, UsageError
+    from .findings import Finding
+    from .options import ValidationOptions
+    from .profile import ColumnProfile, Profile, profile
+    from .report import Report
+    from .source import Source, open_source
+    from .validation import validate

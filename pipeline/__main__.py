@@ -1,0 +1,6 @@
+"""``python -m pipeline`` runs the ``validate`` command."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The ``validate`` command.
+
+Exit codes: 0 passed, 1 the data failed the gate, 2 usage, schema or
+unreadable-input error (one line on stderr, no traceback unless ``--debug``),
+3 internal error. The report goes to stdout (or ``-o FILE``); progress and the
+one-line verdict go to stderr. Every option can also be set from the
+environment as ``BATCHGUARD_<OPTION>`` (e.g. ``BATCHGUARD_BATCH_SIZE=100000``).
+
+Only click is imported at start-up: numpy and pyarrow load when the command
+runs, and torch, pandas, pandera and scikit-learn only when a feature needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+from .report.render import FORMATS  # noqa: E402  (light: no numpy or pyarrow)
+
+
+def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise click.BadParameter(f"should be a fraction between 0 and 1, got {value}")
+    return value
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("dataset", type=click.Path(dir_okay=True, path_type=str))
+@click.option(
+    "--schema",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="pandera YAML schema with the dataset's checks.",
+)
+@click.option("--label", metavar="COL", help="Label column: class counts and imbalance check.")
+@click.option(
+    "--quarantine",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write rows with row-level findings here (.parquet), with _reasons.",
+)
+@click.option(
+    "--clean",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write all other rows here (.parquet, or .arrow/.feather for the loader).",
+)
+@click.option(
+    "--profile-out",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write the mergeable column profile as JSON.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format on stdout (or -o).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write the report to FILE instead of stdout.",
+)
+@click.option(
+    "--max-bad-rows",
+    type=float,
+    callback=_fraction,
+    metavar="FRACTION",
+    help="Pass while at most this share of rows is quarantined.",
+)
+@click.option(
+    "--near-constant-threshold",
+    type=float,
+    callback=_fraction,
+    default=0.99,
+    show_default=True,
+    help="Share of one value that makes a column near-constant.",
+)
+@click.option(
+    "--outlier-method",
+    type=click.Choice(["iqr", "mad", "none"]),
+    default="iqr",
+    show_default=True,
+    help="Robust outlier score.",
+)
+@click.option(
+    "--outlier-threshold",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="IQRs beyond the quartiles (iqr) or robust z (mad) that make an outlier.",
+)
+@click.option(
+    "--min-class-share",
+    type=float,
+    callback=_fraction,
+    default=0.05,
+    show_default=True,
+    help="Rarest class share below which the label is imbalanced.",
+)
+@click.option("--strict", is_flag=True, help="Warnings fail the gate too.")
+@click.option("--exit-zero", is_flag=True, help="Always exit 0 when the run completes.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=65_536,
+    show_default=True,
+    help="Rows per record batch; bounds memory.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar (there is none off a terminal).")
+@click.option("-q", "--quiet", is_flag=True, help="No verdict line on stderr.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="batchguard")
+def validate_command(dataset: str, **kw: Any) -> None:
+    """Validate DATASET (parquet file or directory, CSV, Arrow IPC) for training.
+
+    Finds NaN/inf values, nulls, constant and near-constant features, zero-IQR
+    features, outliers and label imbalance; quarantines bad rows with their
+    reasons; exits 0 (passed), 1 (data failed), 2 (bad usage or input),
+    3 (internal error).
+    """
+    debug = kw.pop("debug")
+    try:
+        code = _run(dataset, **kw)
+    except KeyboardInterrupt:
+        click.echo("validate: interrupted; no output was left half-written", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line and an exit code
+        from .errors import BatchguardError
+
+        if debug:
+            raise
+        if isinstance(exc, BatchguardError):
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "Tip: rerun with --debug for the traceback and report it as a batchguard bug.",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(code)
+
+
+def _run(dataset: str, **kw: Any) -> int:
+    from .atomic import write_text
+    from .report import render
+    from .validation import validate
+
+    fmt = kw.pop("fmt")
+    output = kw.pop("output")
+    quiet = kw.pop("quiet")
+    no_progress = kw.pop("no_progress")
+    profile_out = kw.pop("profile_out")
+    options = {k: v for k, v in kw.items() if v is not None}
+    with _progress(enabled=not no_progress and sys.stderr.isatty()) as tick:
+        report = validate(dataset, progress=tick, **options)
+    if profile_out:
+        import json
+
+        write_text(profile_out, json.dumps(report.profile.to_dict(), default=str) + "\n")
+        report.outputs["profile"] = profile_out
+    text = render(report, fmt)
+    if output:
+        write_text(output, text)
+    elif fmt == "text" and sys.stdout.isatty():
+        _print_rich(report)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if not quiet:
+        click.echo(report.verdict(), err=True)
+    return report.exit_code
+
+
+def _print_rich(report: Any) -> None:
+    from rich.console import Console
+
+    from .report.text import renderables
+
+    console = Console()
+    for item in renderables(report):
+        console.print(item)
+
+
+class _progress:
+    """A rich progress bar on stderr counting rows read, shown only on a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._bar: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            TextColumn("{task.completed:,} rows"),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        self._bar.start()
+        task = self._bar.add_task("reading", total=None)
+        return lambda n: self._bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    validate_command.main(prog_name="validate", auto_envvar_prefix="BATCHGUARD")

@@ -1,0 +1,102 @@
+"""Settings of one validation run, with their defaults in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import UsageError
+
+OUTLIER_METHODS = ("iqr", "mad", "none")
+
+
+@dataclass
+class ValidationOptions:
+    """Thresholds and switches of a validation run.
+
+    Parameters
+    ----------
+    label : str, optional
+        The label column: class counts, ``class_imbalance``, never an outlier source.
+    batch_size : int, default 65536
+        Rows per record batch; bounds memory.
+    near_constant_threshold : float, default 0.99
+        ``near_constant`` when one value covers at least this share of the
+        non-missing values.
+    outlier_method : {"iqr", "mad", "none"}, default "iqr"
+        ``iqr``: a value is an outlier when it lies more than
+        ``outlier_threshold`` interquartile ranges beyond the nearer quartile
+        (Tukey's fences with k=5 instead of 1.5, so the tail of a healthy
+        heavy-tailed column is left alone); the score is that distance in IQRs.
+        ``mad``: ``|x - median| / (1.4826 * MAD)`` above ``outlier_threshold``
+        (a robust z-score; use a threshold near 10).
+    outlier_threshold : float, default 5.0
+    min_class_share : float, default 0.05
+        ``class_imbalance`` when the rarest class holds less than this share.
+    max_bad_rows : float, optional
+        Share of rows that may be quarantined without failing the gate. Unset:
+        every error-level row finding fails the gate. Set: row findings are
+        tolerated (reported as warnings) while the quarantined share stays at
+        or below it, and a ``bad_rows`` error is raised above it.
+    strict : bool, default False
+        Warnings fail the gate too.
+    sample_size : int, default 100000
+        Rows in the uniform sample behind quantiles and histograms. Quantiles
+        are exact for datasets up to this size; beyond it their rank error is
+        below 0.62% with probability 99.9% (Dvoretzky–Kiefer–Wolfowitz).
+    severities : dict, optional
+        Per-check severity override, e.g. ``{"near_constant": "error"}``.
+    """
+
+    label: str | None = None
+    batch_size: int = 65_536
+    near_constant_threshold: float = 0.99
+    outlier_method: str = "iqr"
+    outlier_threshold: float = 5.0
+    min_class_share: float = 0.05
+    max_bad_rows: float | None = None
+    strict: bool = False
+    sample_size: int = 100_000
+    severities: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.outlier_method not in OUTLIER_METHODS:
+            raise UsageError(
+                f"outlier_method should be one of {', '.join(OUTLIER_METHODS)}, "
+                f"but got outlier_method={self.outlier_method!r}"
+            )
+        for name in ("near_constant_threshold", "min_class_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise UsageError(f"{name} should be between 0 and 1, but got {name}={value!r}")
+        if self.max_bad_rows is not None and not 0.0 <= self.max_bad_rows <= 1.0:
+            raise UsageError(
+                f"max_bad_rows should be a fraction between 0 and 1, "
+                f"but got max_bad_rows={self.max_bad_rows!r}"
+            )
+        if self.outlier_threshold <= 0:
+            raise UsageError(
+                f"outlier_threshold should be positive, but got {self.outlier_threshold!r}"
+            )
+        for name in ("batch_size", "sample_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise UsageError(
+                    f"{name} should be a positive integer value, but got {name}={value!r}"
+                )
+        for check, level in self.severities.items():
+            if level not in ("error", "warning", "off"):
+                raise UsageError(
+                    f"severity of '{check}' should be error, warning or off, but got {level!r}"
+                )
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> ValidationOptions:
+        """Build options, naming any unknown keyword instead of ignoring it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise UsageError(
+                f"unknown option {unknown[0]!r}; known options are {', '.join(sorted(known))}"
+            )
+        return cls(**kwargs)

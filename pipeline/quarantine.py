@@ -1,0 +1,202 @@
+"""Split batches into clean and quarantined rows, and write both safely.
+
+A row with at least one row-level failure goes to the quarantine output with
+all its original columns, its ``_row_id`` and ``_reasons``: a list of structs
+(check, column, observed value, threshold, schema check name, outlier score).
+Every other row goes to the clean output, in input order. Nothing is dropped:
+``rows_in == rows_clean + rows_quarantined``.
+
+Outputs are written to a hidden temporary file beside the target and renamed
+over it only when complete, so an interrupted run never leaves a file with the
+final name that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .checks import RowFailure
+from .errors import UsageError
+
+REASONS = "_reasons"
+REASON_TYPE = pa.struct(
+    [
+        ("check", pa.string()),
+        ("column", pa.string()),
+        ("value", pa.string()),
+        ("threshold", pa.string()),
+        ("schema_check", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
+
+
+def bad_row_mask(num_rows: int, failures: Sequence[RowFailure]) -> np.ndarray:
+    """Rows of the batch with at least one failure."""
+    mask = np.zeros(num_rows, dtype=bool)
+    for failure in failures:
+        mask |= failure.mask
+    return mask
+
+
+def reasons_array(num_rows: int, failures: Sequence[RowFailure]) -> tuple[np.ndarray, pa.Array]:
+    """The failing rows' positions and one list of reasons per failing row.
+
+    Returns
+    -------
+    positions : numpy.ndarray
+        Sorted positions (within the batch) of rows with a failure.
+    reasons : pyarrow.ListArray
+        ``reasons[i]`` lists every failure of row ``positions[i]``, in rule order.
+    """
+    if not failures:
+        return np.empty(0, np.int64), pa.array([], pa.list_(REASON_TYPE))
+    rows: list[np.ndarray] = []
+    fields: dict[str, list[Any]] = {name: [] for name in REASON_TYPE.names}
+    for f in failures:
+        idx = np.flatnonzero(f.mask)
+        n = idx.size
+        rows.append(idx)
+        fields["check"].append(pa.array([f.check] * n, pa.string()))
+        fields["column"].append(pa.array([f.column] * n, pa.string()))
+        value = f.observed.cast(pa.string()) if f.observed is not None else pa.nulls(n, pa.string())
+        fields["value"].append(value)
+        fields["threshold"].append(pa.array([f.threshold] * n, pa.string()))
+        fields["schema_check"].append(pa.array([f.schema_check] * n, pa.string()))
+        score = f.score if f.score is not None else np.full(n, np.nan)
+        fields["score"].append(pa.array(score, pa.float64(), mask=np.isnan(score)))
+    all_rows = np.concatenate(rows)
+    # Stable sort keeps each row's reasons in rule order.
+    order = np.argsort(all_rows, kind="stable")
+    structs = pa.StructArray.from_arrays(
+        [pa.concat_arrays(fields[name]).take(order) for name in REASON_TYPE.names],
+        fields=list(REASON_TYPE),
+    )
+    positions, counts = np.unique(all_rows[order], return_counts=True)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return positions, pa.ListArray.from_arrays(pa.array(offsets), structs)
+
+
+class AtomicWriter:
+    """A parquet or Arrow IPC file written under a temporary name, renamed when closed.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final path; ``.parquet`` or ``.arrow``/``.feather``/``.ipc``.
+    schema : pyarrow.Schema
+    """
+
+    def __init__(self, path: str | os.PathLike[str], schema: pa.Schema):
+        self.path = Path(path)
+        self.schema = schema
+        self.rows = 0
+        suffix = self.path.suffix.lower()
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        if suffix in (".arrow", ".feather", ".ipc"):
+            self._writer: Any = pa.ipc.new_file(str(self._tmp), schema)
+        else:
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(str(self._tmp), schema, compression="zstd")
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+
+    def close(self) -> None:
+        """Finish the file and move it to its final name."""
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        try:
+            self._writer.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def check_output_path(path: str | os.PathLike[str], inputs: Sequence[str], what: str) -> Path:
+    """Refuse an output path that would overwrite the input or land nowhere.
+
+    Raises
+    ------
+    UsageError
+        When ``path`` is the input (or inside an input directory), its folder
+        does not exist, or its suffix is not a supported output format.
+    """
+    out = Path(path)
+    if out.suffix.lower() not in (".parquet", ".arrow", ".feather", ".ipc"):
+        raise UsageError(f"--{what} {out}: use a .parquet, .arrow or .feather file name")
+    if not out.parent.exists():
+        raise UsageError(f"--{what} {out}: folder {out.parent} does not exist; create it first")
+    resolved = out.resolve()
+    for src in inputs:
+        src_path = Path(src).resolve()
+        if resolved == src_path or src_path in resolved.parents:
+            raise UsageError(
+                f"--{what} {out} would overwrite the input {src}; choose another output path"
+            )
+    return out
+
+
+class OutputSplitter:
+    """Route each batch's rows to the clean and quarantine writers.
+
+    Parameters
+    ----------
+    schema : pyarrow.Schema
+        The input batches' schema (data columns and ``_row_id``).
+    quarantine, clean : path, optional
+        Where to write each part; ``None`` skips it.
+    """
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        *,
+        quarantine: str | os.PathLike[str] | None = None,
+        clean: str | os.PathLike[str] | None = None,
+    ):
+        self._writers: list[AtomicWriter] = []
+        self.quarantine = self.clean = None
+        try:
+            if quarantine is not None:
+                qschema = schema.append(pa.field(REASONS, pa.list_(REASON_TYPE)))
+                self.quarantine = AtomicWriter(quarantine, qschema)
+                self._writers.append(self.quarantine)
+            if clean is not None:
+                self.clean = AtomicWriter(clean, schema)
+                self._writers.append(self.clean)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, batch: pa.RecordBatch, failures: Sequence[RowFailure]) -> None:
+        if self.quarantine is not None and failures:
+            positions, reasons = reasons_array(batch.num_rows, failures)
+            bad = batch.take(pa.array(positions))
+            self.quarantine.write(
+                pa.RecordBatch.from_arrays([*bad.columns, reasons], schema=self.quarantine.schema)
+            )
+        if self.clean is not None:
+            if failures:
+                keep = ~bad_row_mask(batch.num_rows, failures)
+                batch = batch.filter(pa.array(keep))
+            self.clean.write(batch)
+
+    def close(self) -> None:
+        for w in self._writers:
+            w.close()
+
+    def abort(self) -> None:
+        for w in self._writers:
+            w.abort()

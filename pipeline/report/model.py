@@ -1,0 +1,122 @@
+"""The :class:`Report` of one validation run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..findings import Finding
+from ..options import ValidationOptions
+
+if TYPE_CHECKING:
+    from ..profile import Profile
+
+REPORT_VERSION = 1
+
+EXIT_PASSED = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+@dataclass
+class Report:
+    """What a validation run found, and the gate's verdict.
+
+    Parameters
+    ----------
+    dataset : str
+        The dataset's path as given.
+    rows : int
+        Rows read.
+    rows_quarantined : int
+        Rows with at least one row-level finding.
+    findings : list of Finding
+        Column-level findings first (in column order), then row-level ones.
+    profile : Profile
+        The merged profile (column statistics, sample).
+    options : ValidationOptions
+        The thresholds the run used.
+    exit_zero : bool, default False
+        Report the verdict but always exit 0 (``--exit-zero``).
+    outputs : dict
+        Files written, by kind (``quarantine``, ``clean``, ...).
+    schema : str, optional
+        The schema file used, if any.
+    """
+
+    dataset: str
+    rows: int
+    rows_quarantined: int
+    findings: list[Finding]
+    profile: Profile
+    options: ValidationOptions
+    exit_zero: bool = False
+    outputs: dict[str, str] = field(default_factory=dict)
+    schema: str | None = None
+    notes: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def rows_clean(self) -> int:
+        return self.rows - self.rows_quarantined
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def passed(self) -> bool:
+        """The gate's verdict: no errors, and no warnings under ``strict``."""
+        if self.errors:
+            return False
+        return not (self.options.strict and self.warnings)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when passed (or ``exit_zero``), 1 when the data failed the gate."""
+        return EXIT_PASSED if self.passed or self.exit_zero else EXIT_FAILED
+
+    @property
+    def label(self) -> dict[str, Any] | None:
+        name = self.options.label
+        if name is None:
+            return None
+        counts = self.profile.label_counts(name)
+        return {"column": name, "classes": {str(k): v for k, v in (counts or {}).items()}}
+
+    def verdict(self) -> str:
+        """The one-line verdict printed on stderr."""
+        state = "PASSED" if self.passed else "FAILED"
+        parts = [
+            f"{self.rows:,} rows",
+            f"{self.rows_quarantined:,} quarantined",
+            f"{len(self.errors)} error{'s' * (len(self.errors) != 1)}",
+            f"{len(self.warnings)} warning{'s' * (len(self.warnings) != 1)}",
+        ]
+        tail = ""
+        if not self.passed and self.exit_zero:
+            tail = " (--exit-zero: exit 0)"
+        return f"{state}: {self.dataset}: {', '.join(parts)}{tail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report, version 1 (DESIGN.md); its keys are a contract."""
+        return {
+            "report_version": REPORT_VERSION,
+            "dataset": self.dataset,
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "rows": self.rows,
+            "rows_clean": self.rows_clean,
+            "rows_quarantined": self.rows_quarantined,
+            "findings": [f.to_dict() for f in self.findings],
+            "columns": {name: self.profile.stats(name).to_dict() for name in self.profile.columns},
+            "label": self.label,
+            "schema": self.schema,
+            "outputs": self.outputs,
+            "notes": self.notes,
+        }

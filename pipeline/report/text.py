@@ -1,0 +1,65 @@
+"""``--format text``: tables for people at a terminal (rich, imported lazily)."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .model import Report
+
+_MESSAGE_WIDTH = 80
+
+
+def renderables(report: Report) -> list[Any]:
+    """The rich objects the text report is made of."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out: list[Any] = []
+    head = Text()
+    head.append(f"{report.dataset}", style="bold")
+    head.append(
+        f"  {report.rows:,} rows, {len(report.profile.columns)} columns; "
+        f"{report.rows_clean:,} clean, {report.rows_quarantined:,} quarantined"
+    )
+    out.append(head)
+    if not report.findings:
+        out.append(Text("No findings.", style="green"))
+    else:
+        table = Table(title="Findings", title_justify="left", expand=False)
+        table.add_column("severity")
+        table.add_column("check")
+        table.add_column("column")
+        table.add_column("rows", justify="right")
+        table.add_column("share", justify="right")
+        table.add_column("message", max_width=_MESSAGE_WIDTH)
+        for f in sorted(report.findings, key=lambda f: f.severity != "error"):
+            style = "red" if f.severity == "error" else "yellow"
+            check = f.check if f.schema_check is None else f"{f.check}:{f.schema_check}"
+            rows = f"{f.count:,}" if f.row_level or f.check == "bad_rows" else "-"
+            share = f"{f.fraction:.3%}" if f.row_level else "-"
+            table.add_row(
+                Text(f.severity, style=style), check, f.column or "-", rows, share, f.message
+            )
+        out.append(table)
+    if report.options.label is not None and report.label is not None:
+        classes = report.label["classes"]
+        total = sum(classes.values()) or 1
+        shares = ", ".join(f"{k}: {v:,} ({v / total:.1%})" for k, v in classes.items())
+        out.append(Text(f"label '{report.options.label}': {shares}"))
+    for kind, path in report.outputs.items():
+        out.append(Text(f"{kind}: {path}"))
+    for note in report.notes:
+        out.append(Text(f"note: {note}", style="dim"))
+    return out
+
+
+def render(report: Report) -> str:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=160, color_system=None, force_terminal=False)
+    for item in renderables(report):
+        console.print(item)
+    return buf.getvalue()

@@ -1,0 +1,467 @@
+"""Read a dataset as a memory-bounded stream of Arrow record batches.
+
+Every batch carries a global, stable row id in the int64 column ``_row_id``:
+the row's position in the dataset, counting files in sorted path order. The
+same file always gives the same ids, whatever the batch size, so findings and
+quarantine records can be traced back to the input row. A dataset that already
+has a ``_row_id`` column (a clean or quarantine output of an earlier run) keeps
+its ids, so provenance survives a second pass.
+
+Supported inputs: a parquet file, a directory of parquet files (hive
+``key=value`` partition folders become columns), CSV, and Arrow IPC
+(``.arrow``/``.feather``/``.ipc``) files.
+
+Peak memory is bounded by the batch size, not the file size: parquet files are
+opened with ``pre_buffer=False`` (pyarrow's default buffers about a whole row
+group set up front), and IPC files are memory-mapped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from .errors import SourceError
+
+ROW_ID = "_row_id"
+DEFAULT_BATCH_SIZE = 65_536
+
+PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
+CSV_SUFFIXES = (".csv", ".tsv")
+IPC_SUFFIXES = (".arrow", ".feather", ".ipc")
+
+_TIP_FORMATS = "pass a .parquet, .csv, .arrow/.feather file or a directory of parquet files"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The smallest piece of a dataset that can be read on its own.
+
+    A parquet row group, an Arrow IPC record batch, or a whole CSV file.
+    ``row_offset`` is the global row id of its first row; ``None`` for CSV files
+    after the first, whose offsets are only known once the earlier ones are read.
+    """
+
+    index: int
+    path: str
+    part: int | None
+    row_offset: int | None
+    num_rows: int | None
+
+
+@dataclass
+class _File:
+    path: str
+    kind: str
+    partition: dict[str, str] = field(default_factory=dict)
+
+
+def _kind_of(path: str) -> str | None:
+    lower = path.lower()
+    for kind, suffixes in (
+        ("parquet", PARQUET_SUFFIXES),
+        ("csv", CSV_SUFFIXES),
+        ("ipc", IPC_SUFFIXES),
+    ):
+        if lower.endswith(suffixes):
+            return kind
+    return None
+
+
+def _discover(root: Path) -> list[_File]:
+    """List the data files below ``root`` in sorted order, with their hive partitions."""
+    files: list[_File] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        # Hidden and underscore entries are writer metadata (_SUCCESS, .crc, _delta_log).
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        for name in sorted(filenames):
+            if name.startswith((".", "_")):
+                continue
+            path = os.path.join(dirpath, name)
+            kind = _kind_of(name)
+            if kind is None:
+                continue
+            rel_dirs = Path(os.path.relpath(dirpath, root)).parts
+            partition = dict(p.split("=", 1) for p in rel_dirs if "=" in p)
+            files.append(_File(path, kind, partition))
+    files.sort(key=lambda f: f.path)
+    return files
+
+
+def _sniff_kind(path: str) -> str | None:
+    """Recognise a file by its magic bytes when the suffix says nothing."""
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
+        return "ipc"
+    return None
+
+
+def _parquet_file(path: str) -> pa.parquet.ParquetFile:
+    import pyarrow.parquet as pq
+
+    # pre_buffer=True (pyarrow's default) reads whole row groups ahead and keeps
+    # them; with it peak memory grows with the file.
+    return pq.ParquetFile(path, pre_buffer=False, memory_map=False)
+
+
+def _open_ipc(path: str) -> pa.ipc.RecordBatchFileReader:
+    return pa.ipc.open_file(pa.memory_map(path, "r"))
+
+
+def _describe_error(path: str, kind: str, exc: Exception) -> SourceError:
+    size = os.path.getsize(path) if os.path.exists(path) else -1
+    if size == 0:
+        return SourceError(f"{path}: empty file (0 bytes); {_TIP_FORMATS}")
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return SourceError(
+        f"{path}: cannot read as {kind} ({detail}); check that the file is complete "
+        f"and really {kind}, or {_TIP_FORMATS}"
+    )
+
+
+class Source:
+    """A dataset opened for streaming.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A parquet, CSV or Arrow IPC file, or a directory of parquet files.
+    batch_size : int, default 65536
+        Most rows per record batch; bounds the memory a batch takes.
+
+    Attributes
+    ----------
+    path : str
+        The path as given.
+    format : str
+        ``"parquet"``, ``"csv"`` or ``"ipc"``.
+    schema : pyarrow.Schema
+        The data columns, without ``_row_id``.
+    num_rows : int or None
+        Row count from file metadata; ``None`` for CSV until read.
+
+    Raises
+    ------
+    SourceError
+        When the path does not exist, cannot be read, is not a supported format,
+        or a directory's files disagree on their columns.
+
+    Examples
+    --------
+    >>> import pyarrow as pa, pyarrow.parquet as pq, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
+    >>> pq.write_table(pa.table({"x": [1.0, 2.0, 3.0]}), path)
+    >>> src = Source(path, batch_size=2)
+    >>> [b.num_rows for b in src.iter_batches()]
+    [2, 1]
+    >>> src.iter_batches().__next__().column("_row_id").to_pylist()
+    [0, 1]
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, batch_size: int = DEFAULT_BATCH_SIZE):
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise SourceError(
+                f"batch_size should be a positive integer value, but got batch_size={batch_size!r}"
+            )
+        self.path = os.fspath(path)
+        self.batch_size = batch_size
+        self._files = self._list_files()
+        self.format = self._files[0].kind
+        self.schema, self._file_schemas = self._read_schemas()
+        self._check_schema()
+        self._counts = [self._count_rows(f) for f in self._files]
+        self.num_rows = None if None in self._counts else sum(c for c in self._counts if c)
+
+    # -- opening -------------------------------------------------------------------------------
+    def _list_files(self) -> list[_File]:
+        path = self.path
+        if not os.path.exists(path):
+            raise SourceError(f"{path}: no such file or directory; check the path")
+        if not os.access(path, os.R_OK):
+            raise SourceError(f"{path}: permission denied; make it readable (chmod +r) or copy it")
+        if os.path.isdir(path):
+            files = _discover(Path(path))
+            if not files:
+                raise SourceError(f"{path}: directory holds no data files; {_TIP_FORMATS}")
+            kinds = sorted({f.kind for f in files})
+            if len(kinds) > 1:
+                raise SourceError(
+                    f"{path}: directory mixes file formats ({', '.join(kinds)}); "
+                    "keep one format per dataset directory"
+                )
+            for f in files:
+                if not os.access(f.path, os.R_OK):
+                    raise SourceError(f"{f.path}: permission denied; make it readable")
+            return files
+        if os.path.getsize(path) == 0:
+            raise SourceError(f"{path}: empty file (0 bytes); {_TIP_FORMATS}")
+        kind = _kind_of(path) or _sniff_kind(path)
+        if kind is None:
+            raise SourceError(f"{path}: unrecognised file type; {_TIP_FORMATS}")
+        return [_File(path, kind)]
+
+    def _read_schema(self, f: _File) -> pa.Schema:
+        try:
+            if f.kind == "parquet":
+                return _parquet_file(f.path).schema_arrow
+            if f.kind == "ipc":
+                try:
+                    return _open_ipc(f.path).schema
+                except pa.ArrowInvalid:
+                    with pa.ipc.open_stream(pa.memory_map(f.path, "r")) as reader:
+                        return reader.schema
+            return self._open_csv(f.path).schema
+        except (pa.ArrowException, OSError) as exc:
+            raise _describe_error(f.path, f.kind, exc) from exc
+
+    def _read_schemas(self) -> tuple[pa.Schema, list[pa.Schema]]:
+        schemas = [self._read_schema(f) for f in self._files]
+        first = schemas[0]
+        for f, s in zip(self._files[1:], schemas[1:], strict=True):
+            if s.equals(first):
+                continue
+            a, b = self._files[0].path, f.path
+            names_a, names_b = set(first.names), set(s.names)
+            if names_a != names_b:
+                only = sorted(names_a ^ names_b)
+                raise SourceError(
+                    f"{self.path}: files disagree on columns: {a} and {b} differ in {only}; "
+                    "give every file of a dataset the same columns"
+                )
+            for name in first.names:
+                ta, tb = first.field(name).type, s.field(name).type
+                if ta != tb:
+                    raise SourceError(
+                        f"{self.path}: column '{name}' is {ta} in {a} but {tb} in {b}; "
+                        "write every file of a dataset with the same column types"
+                    )
+        schema = first
+        partition_keys = sorted({k for f in self._files for k in f.partition})
+        for key in partition_keys:
+            if key in schema.names:
+                raise SourceError(
+                    f"{self.path}: partition folder key '{key}' is also a column in the files; "
+                    "rename one of them"
+                )
+            values = [f.partition.get(key) for f in self._files]
+            typ = pa.int64() if all(v is not None and _is_int(v) for v in values) else pa.string()
+            schema = schema.append(pa.field(key, typ))
+        return schema, schemas
+
+    def _check_schema(self) -> None:
+        seen: set[str] = set()
+        for name in self.schema.names:
+            if name in seen:
+                raise SourceError(
+                    f"{self.path}: column '{name}' appears more than once; "
+                    "give every column a unique name"
+                )
+            seen.add(name)
+        if ROW_ID in seen and not pa.types.is_integer(self.schema.field(ROW_ID).type):
+            raise SourceError(
+                f"{self.path}: column '{ROW_ID}' is reserved for row ids and must be an integer "
+                f"column, but it is {self.schema.field(ROW_ID).type}; rename it"
+            )
+
+    def _open_csv(self, path: str) -> pa.RecordBatchReader:
+        import pyarrow.csv as pcsv
+
+        delimiter = "\t" if path.lower().endswith(".tsv") else ","
+        # Large blocks make type inference see more rows before it commits to a type.
+        return pcsv.open_csv(
+            path,
+            read_options=pcsv.ReadOptions(block_size=16 << 20),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+        )
+
+    def _count_rows(self, f: _File) -> int | None:
+        try:
+            if f.kind == "parquet":
+                return int(_parquet_file(f.path).metadata.num_rows)
+            if f.kind == "ipc":
+                try:
+                    reader = _open_ipc(f.path)
+                    return sum(
+                        reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
+                    )
+                except pa.ArrowInvalid:
+                    return None
+        except (pa.ArrowException, OSError) as exc:
+            raise _describe_error(f.path, f.kind, exc) from exc
+        return None
+
+    # -- reading -------------------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        """Names of the data columns (without ``_row_id``)."""
+        return [n for n in self.schema.names if n != ROW_ID]
+
+    @property
+    def has_own_row_ids(self) -> bool:
+        """Whether the data brings its own ``_row_id`` column."""
+        return ROW_ID in self.schema.names
+
+    def chunks(self) -> list[Chunk]:
+        """The independently readable pieces, in row order.
+
+        Returns
+        -------
+        list of Chunk
+            Parquet row groups and IPC record batches with their global row
+            offsets; one chunk per CSV or IPC stream file.
+        """
+        out: list[Chunk] = []
+        offset: int | None = 0
+        for f, count in zip(self._files, self._counts, strict=True):
+            parts: list[tuple[int | None, int | None]]
+            if f.kind == "parquet":
+                md = _parquet_file(f.path).metadata
+                parts = [(i, md.row_group(i).num_rows) for i in range(md.num_row_groups)]
+            elif f.kind == "ipc" and count is not None:
+                reader = _open_ipc(f.path)
+                parts = [
+                    (i, reader.get_batch(i).num_rows) for i in range(reader.num_record_batches)
+                ]
+            else:
+                parts = [(None, count)]
+            for part, n in parts:
+                out.append(Chunk(len(out), f.path, part, offset, n))
+                offset = None if offset is None or n is None else offset + n
+        return out
+
+    def iter_batches(
+        self,
+        *,
+        columns: Sequence[str] | None = None,
+        chunks: Sequence[Chunk] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield record batches of at most ``batch_size`` rows, each with ``_row_id`` last.
+
+        Parameters
+        ----------
+        columns : sequence of str, optional
+            Read only these data columns (all by default).
+        chunks : sequence of Chunk, optional
+            Read only these pieces (from :meth:`chunks`); all by default. Chunks
+            without a known ``row_offset`` cannot be selected.
+
+        Yields
+        ------
+        pyarrow.RecordBatch
+        """
+        wanted = list(self.columns if columns is None else columns)
+        missing = [c for c in wanted if c not in self.schema.names]
+        if missing:
+            raise SourceError(
+                f"{self.path}: no column named {missing[0]!r}; columns are {self.columns}"
+            )
+        if chunks is None:
+            yield from self._iter_all(wanted)
+            return
+        for chunk in chunks:
+            if chunk.row_offset is None:
+                raise SourceError(f"{chunk.path}: this chunk cannot be read on its own")
+            f = next(x for x in self._files if x.path == chunk.path)
+            yield from self._with_ids(self._read_file(f, wanted, chunk.part), chunk.row_offset, f)
+
+    def _iter_all(self, wanted: list[str]) -> Iterator[pa.RecordBatch]:
+        offset = 0
+        for f in self._files:
+            for batch in self._with_ids(self._read_file(f, wanted, None), offset, f):
+                offset += batch.num_rows
+                yield batch
+
+    def _read_file(self, f: _File, wanted: list[str], part: int | None) -> Iterator[pa.RecordBatch]:
+        file_cols = [c for c in wanted if c not in f.partition]
+        if self.has_own_row_ids:
+            file_cols.append(ROW_ID)
+        try:
+            if f.kind == "parquet":
+                pf = _parquet_file(f.path)
+                groups = None if part is None else [part]
+                yield from pf.iter_batches(
+                    batch_size=self.batch_size,
+                    row_groups=groups,
+                    columns=file_cols,
+                    use_threads=True,
+                )
+            elif f.kind == "ipc":
+                yield from self._read_ipc(f.path, file_cols, part)
+            else:
+                for batch in self._open_csv(f.path):
+                    yield from _slices(batch.select(file_cols), self.batch_size)
+        except pa.ArrowException as exc:
+            raise _describe_error(f.path, f.kind, exc) from exc
+
+    def _read_ipc(self, path: str, cols: list[str], part: int | None) -> Iterator[pa.RecordBatch]:
+        try:
+            reader = _open_ipc(path)
+            batches: Iterator[pa.RecordBatch] = (
+                reader.get_batch(i)
+                for i in (range(reader.num_record_batches) if part is None else [part])
+            )
+        except pa.ArrowInvalid:
+            batches = iter(pa.ipc.open_stream(pa.memory_map(path, "r")))
+        for batch in batches:
+            yield from _slices(batch.select(cols), self.batch_size)
+
+    def _with_ids(
+        self, batches: Iterator[pa.RecordBatch], offset: int, f: _File
+    ) -> Iterator[pa.RecordBatch]:
+        import numpy as np
+
+        for batch in batches:
+            n = batch.num_rows
+            arrays = list(batch.columns)
+            names = list(batch.schema.names)
+            for key, value in f.partition.items():
+                typ = self.schema.field(key).type
+                arrays.append(pa.array([int(value) if typ == pa.int64() else value] * n, typ))
+                names.append(key)
+            if self.has_own_row_ids:
+                i = names.index(ROW_ID)
+                ids = arrays.pop(i).cast(pa.int64())
+                names.pop(i)
+            else:
+                ids = pa.array(np.arange(offset, offset + n, dtype=np.int64))
+            offset += n
+            yield pa.RecordBatch.from_arrays([*arrays, ids], names=[*names, ROW_ID])
+
+
+def _slices(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:
+    for start in range(0, batch.num_rows, size):
+        yield batch.slice(start, size)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def open_source(
+    path: str | os.PathLike[str] | Source, *, batch_size: int = DEFAULT_BATCH_SIZE
+) -> Source:
+    """Open ``path`` for streaming, or return it unchanged if it already is a :class:`Source`.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or Source
+    batch_size : int, default 65536
+
+    Returns
+    -------
+    Source
+    """
+    if isinstance(path, Source):
+        return path
+    return Source(path, batch_size=batch_size)

@@ -1,0 +1,141 @@
+"""The command line, run in a subprocess: exit codes and the stdout/stderr split."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, SAMPLE_DATA
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = (
+        "import sys; from pipeline.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'pandas', 'pandera', 'sklearn', 'numpy', 'pyarrow')"
+        " if m in sys.modules]\n"
+        "print('HEAVY:' + ','.join(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "--help"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0
+    assert "Usage: validate" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY:"  # no heavy module was imported
+
+
+def test_json_report_on_faulty_sample(faults):
+    out = run(str(SAMPLE_DATA / "credit.parquet"), "--label", "default", "--format", "json")
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    assert report["report_version"] == 1 and report["exit_code"] == 1 and not report["passed"]
+    got = sorted((f["check"], f["column"], f["count"]) for f in report["findings"])
+    truth = faults["credit.parquet"]
+    assert got == sorted((f["check"], f["column"], f["count"]) for f in truth["faults"])
+    assert report["rows"] == report["rows_clean"] + report["rows_quarantined"] == 20_000
+    assert report["label"] == {"column": "default", "classes": {"0": 19_200, "1": 800}}
+    for key in (
+        "dtype",
+        "count",
+        "null",
+        "nan",
+        "posinf",
+        "neginf",
+        "min",
+        "max",
+        "mean",
+        "std",
+        "q25",
+        "median",
+        "q75",
+        "top_value_fraction",
+        "distinct",
+    ):
+        assert key in report["columns"]["income"]
+    assert report["columns"]["income"]["nan"] == 37
+    # stdout is the report alone; the verdict goes to stderr
+    assert out.stderr.startswith("FAILED: ")
+
+
+def test_clean_sample_passes():
+    out = run(str(SAMPLE_DATA / "clean.parquet"), "--label", "segment")
+    assert out.returncode == 0, out.stderr
+    assert "No findings." in out.stdout
+    assert out.stderr.startswith("PASSED: ")
+
+
+def test_exit_zero_and_quiet():
+    out = run(str(SAMPLE_DATA / "credit.parquet"), "--exit-zero", "--quiet", "--format", "json")
+    assert out.returncode == 0 and out.stderr == ""
+    assert json.loads(out.stdout)["passed"] is False
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda d: d / "missing.parquet", "no such file or directory"),
+        (
+            lambda d: (d / "text.parquet").write_text("not parquet") and d / "text.parquet",
+            "cannot read as parquet",
+        ),
+        (lambda d: (d / "empty.parquet").write_bytes(b"") or d / "empty.parquet", "empty file"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, make, expected):
+    path = make(tmp_path)
+    out = run(str(path))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert expected in lines[0] and str(path) in lines[0]
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_bad_option_value_is_a_usage_error():
+    out = run(str(SAMPLE_DATA / "clean.parquet"), "--max-bad-rows", "7")
+    assert out.returncode == 2 and "between 0 and 1" in out.stderr
+
+
+def test_environment_sets_defaults():
+    out = run(
+        str(SAMPLE_DATA / "clean.parquet"), "--format", "json", env={"BATCHGUARD_LABEL": "segment"}
+    )
+    assert json.loads(out.stdout)["label"]["column"] == "segment"
+
+
+def test_outputs_and_profile(tmp_path):
+    q, c, p, o = (tmp_path / n for n in ("q.parquet", "c.arrow", "p.json", "r.json"))
+    out = run(
+        str(SAMPLE_DATA / "sensors.parquet"),
+        "--quarantine",
+        str(q),
+        "--clean",
+        str(c),
+        "--profile-out",
+        str(p),
+        "--format",
+        "json",
+        "-o",
+        str(o),
+    )
+    assert out.returncode == 1 and out.stdout == ""
+    report = json.loads(o.read_text())
+    assert report["outputs"] == {"quarantine": str(q), "clean": str(c), "profile": str(p)}
+    assert json.loads(p.read_text())["rows"] == 50_000
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_output_may_not_overwrite_input(tmp_path):
+    out = run(str(SAMPLE_DATA / "clean.parquet"), "--clean", str(SAMPLE_DATA / "clean.parquet"))
+    assert out.returncode == 2 and "would overwrite the input" in out.stderr
