@@ -1,0 +1,640 @@
+"""``guard``: check every live training batch, drop or report bad rows, trace loss spikes.
+
+:func:`guard` wraps any DataLoader (or any iterable of batches) without
+subclassing it; iteration yields batches of the same structure, and ``len``,
+attributes, ``state_dict``/``load_state_dict`` pass through to the loader.
+:func:`guarded_collate` runs the same checks inside a ``collate_fn``, for
+frameworks that rebuild loaders (Lightning, accelerate).
+
+Checks, in torch on the batch's own device, cheap path first: one
+``aminmax`` over the feature columns answers "any NaN/inf?", "any column
+constant?" and "any value out of range?" at once; rows are only located when
+one of them trips.
+
+- ``nan`` / ``inf`` (rows): non-finite features.
+- ``out_of_range`` (rows): a value beyond the dataset profile's outlier fences.
+- ``batch_constant`` (batch): a feature constant within the batch although it
+  varies in the dataset.
+- ``batch_single_class`` (batch): one class only, although the dataset has several.
+- ``loss_spike`` (batch, via :meth:`Guard.observe_loss`): the loss is not finite,
+  or exceeds the median of recent losses by ``loss_threshold`` robust
+  standard deviations (1.4826 x MAD).
+
+``on_bad="drop"`` removes only the bad rows — never whole batches, so every rank
+of a distributed job keeps the same step count — and logs batch-level
+findings; ``"raise"`` raises :class:`~pipeline.errors.BadBatchError` naming
+the rows; ``"warn"`` logs and yields the batch unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import BadBatchError, UsageError
+
+log = logging.getLogger("batchguard")
+
+ON_BAD = ("drop", "raise", "warn")
+ALL_CHECKS = ("nonfinite", "out_of_range", "batch_constant", "batch_single_class")
+_FEATURE_KEYS = ("features", "x", "inputs", "input")
+_LABEL_KEYS = ("label", "labels", "y", "target", "targets")
+_ROW_ID_KEYS = ("row_id", "_row_id", "row_ids", "index")
+_FLUSH_ROWS = 4096
+
+
+@dataclass
+class GuardStats:
+    """What the guard has seen so far."""
+
+    batches: int = 0
+    rows: int = 0
+    rows_dropped: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    skipped_steps: int = 0
+
+
+@dataclass
+class _Layout:
+    """Where features, label and row ids sit in a batch: a key, an index, or the batch itself."""
+
+    features: Any
+    label: Any
+    row_id: Any
+
+    @staticmethod
+    def detect(batch: Any, features: Any, label: Any, row_id: Any) -> _Layout:
+        if isinstance(batch, torch.Tensor):
+            return _Layout(None, None, None)
+        if isinstance(batch, Mapping):
+            keys = list(batch)
+            return _Layout(
+                _pick(features, keys, _FEATURE_KEYS, required=True),
+                _pick(label, keys, _LABEL_KEYS),
+                _pick(row_id, keys, _ROW_ID_KEYS),
+            )
+        if isinstance(batch, Sequence):
+            fields = getattr(batch, "_fields", None)
+            if fields is not None:  # a named tuple, e.g. pipeline.loader.Batch
+                names = list(fields)
+                return _Layout(
+                    names.index(_pick(features, names, _FEATURE_KEYS) or names[0]),
+                    _index(_pick(label, names, _LABEL_KEYS), names),
+                    _index(_pick(row_id, names, _ROW_ID_KEYS), names),
+                )
+            return _Layout(
+                0 if features is None else features,
+                (1 if len(batch) > 1 else None) if label is None else label,
+                row_id,
+            )
+        raise UsageError(
+            f"guard cannot read batches of type {type(batch).__name__}; "
+            "yield tensors, tuples/lists or dicts of tensors"
+        )
+
+    def get(self, batch: Any, where: Any) -> Any:
+        if where is None:
+            return None
+        return batch[where]
+
+
+def _pick(given: Any, keys: list[Any], candidates: tuple[str, ...], required: bool = False) -> Any:
+    if given is not None:
+        if given not in keys:
+            raise UsageError(f"guard: batch has no {given!r}; it has {keys}")
+        return given
+    for name in candidates:
+        if name in keys:
+            return name
+    if required:
+        raise UsageError(
+            f"guard: cannot tell which of {keys} holds the features; pass features=<key>"
+        )
+    return None
+
+
+def _index(name: Any, names: list[str]) -> int | None:
+    return None if name is None else names.index(name)
+
+
+class _QuarantineParts:
+    """Quarantined rows buffered and written as complete parquet part files in a directory.
+
+    Each flush writes one file under a temporary name and renames it, and file
+    names carry the process id, so worker processes can write side by side.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._rows: list[dict[str, Any]] = []
+        self._seq = itertools.count()
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        self._rows.extend(records)
+        if len(self._rows) >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from .quarantine import REASON_TYPE
+
+        rows, self._rows = self._rows, []
+        table = pa.Table.from_pylist(
+            rows,
+            schema=pa.schema(
+                [
+                    ("_row_id", pa.int64()),
+                    ("batch", pa.int64()),
+                    ("position", pa.int64()),
+                    ("features", pa.list_(pa.float32())),
+                    ("label", pa.float64()),
+                    ("_reasons", pa.list_(REASON_TYPE)),
+                ]
+            ),
+        )
+        name = f"part-{os.getpid()}-{next(self._seq):05d}.parquet"
+        tmp = self.directory / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.directory / name)
+
+
+class BatchChecker:
+    """The per-batch checks, shared by :class:`Guard` and :func:`guarded_collate`.
+
+    Parameters are those of :func:`guard`.
+    """
+
+    def __init__(
+        self,
+        *,
+        on_bad: str = "drop",
+        quarantine: str | os.PathLike[str] | None = None,
+        checks: Iterable[str] = ALL_CHECKS,
+        bounds: tuple[Any, Any] | None = None,
+        varied: Any = None,
+        num_classes: int | None = None,
+        features: Any = None,
+        label: Any = None,
+        row_id: Any = None,
+        min_rows_constant: int = 8,
+    ):
+        if on_bad not in ON_BAD:
+            raise UsageError(f"on_bad should be one of {', '.join(ON_BAD)}, but got {on_bad!r}")
+        unknown = set(checks) - set(ALL_CHECKS)
+        if unknown:
+            raise UsageError(f"unknown guard check {sorted(unknown)[0]!r}; known: {ALL_CHECKS}")
+        self.on_bad = on_bad
+        self.checks = frozenset(checks)
+        self.quarantine = None if quarantine is None else _QuarantineParts(quarantine)
+        self._bounds = bounds
+        self._varied = None if varied is None else np.asarray(varied, dtype=bool)
+        self._num_classes = num_classes
+        self._keys = (features, label, row_id)
+        self._layout: _Layout | None = None
+        self.min_rows_constant = min_rows_constant
+        self.stats = GuardStats()
+        self._seen_varying: np.ndarray | None = None
+        self._labels_seen: set[Any] = set()
+
+    # -- the hot path --------------------------------------------------------------------------
+    def __call__(self, batch: Any, index: int) -> Any:
+        """Check one batch; returns it (bad rows dropped under ``on_bad="drop"``)."""
+        if self._layout is None:
+            self._layout = _Layout.detect(batch, *self._keys)
+        lay = self._layout
+        x = batch if lay.features is None else lay.get(batch, lay.features)
+        if not isinstance(x, torch.Tensor):
+            raise UsageError(f"guard: the features of a batch are {type(x).__name__}, not a tensor")
+        y = _tensor_or_none(lay.get(batch, lay.label))
+        ids = _tensor_or_none(lay.get(batch, lay.row_id))
+        n = int(x.shape[0]) if x.dim() else 0
+        self.stats.batches += 1
+        self.stats.rows += n
+        if n == 0 or not torch.is_floating_point(x):
+            return batch
+        flat = x.reshape(n, -1)
+        low, high = torch.aminmax(flat, dim=0)
+        col_min, col_max = torch.stack((low, high)).cpu().numpy()
+        row_problems: list[tuple[str, torch.Tensor, str]] = []
+        batch_problems: list[tuple[str, str]] = []
+        finite = bool(np.isfinite(col_min).all() and np.isfinite(col_max).all())
+        if not finite and "nonfinite" in self.checks:
+            nan = torch.isnan(flat).any(dim=1)
+            inf = torch.isinf(flat).any(dim=1)
+            if bool(nan.any()):
+                row_problems.append(("nan", nan, "finite"))
+            if bool(inf.any()):
+                row_problems.append(("inf", inf, "finite"))
+        if "out_of_range" in self.checks and self._bounds is not None:
+            lo, hi = self._bounds
+            with np.errstate(invalid="ignore"):
+                tripped = (col_min < lo) | (col_max > hi)
+            if tripped.any():
+                lo_t = torch.as_tensor(lo, dtype=flat.dtype, device=flat.device)
+                hi_t = torch.as_tensor(hi, dtype=flat.dtype, device=flat.device)
+                mask = ((flat < lo_t) | (flat > hi_t)).any(dim=1)
+                if bool(mask.any()):
+                    row_problems.append(("out_of_range", mask, "profile fences"))
+        if "batch_constant" in self.checks and n >= self.min_rows_constant:
+            constant = col_min == col_max
+            varied = self._dataset_varied(col_min, col_max)
+            bad_cols = np.flatnonzero(constant & varied)
+            if bad_cols.size:
+                batch_problems.append(
+                    ("batch_constant", f"features {bad_cols[:10].tolist()} are constant in the "
+                     "batch but vary in the dataset; shuffle or stratify the loader")
+                )  # fmt: skip
+        if "batch_single_class" in self.checks and y is not None and n >= 2:
+            single = self._single_class(y)
+            if single is not None:
+                batch_problems.append(
+                    ("batch_single_class", f"every row has label {single}; the dataset has "
+                     "several classes; use a stratified sampler (pipeline.StratifiedBatchSampler)")
+                )  # fmt: skip
+        if not row_problems and not batch_problems:
+            return batch
+        return self._handle(batch, index, flat, y, ids, n, row_problems, batch_problems)
+
+    def _dataset_varied(self, col_min: np.ndarray, col_max: np.ndarray) -> np.ndarray:
+        """Columns known to vary: from the profile, else from earlier batches."""
+        if self._varied is not None:
+            return self._varied
+        seen = self._seen_varying
+        now = col_min != col_max
+        self._seen_varying = now if seen is None else (seen | now)
+        return seen if seen is not None else np.zeros_like(now)
+
+    def _single_class(self, y: torch.Tensor) -> Any:
+        lo, hi = torch.aminmax(y.reshape(-1))
+        lo_v, hi_v = lo.item(), hi.item()
+        if lo_v != hi_v:
+            if len(self._labels_seen) < 2:
+                self._labels_seen.update((lo_v, hi_v))
+            return None
+        several = (self._num_classes or 0) >= 2 or len(self._labels_seen | {lo_v}) >= 2
+        self._labels_seen.add(lo_v)
+        return lo_v if several else None
+
+    # -- when something tripped ----------------------------------------------------------------
+    def _handle(
+        self,
+        batch: Any,
+        index: int,
+        flat: torch.Tensor,
+        y: Any,
+        ids: Any,
+        n: int,
+        row_problems: list[tuple[str, torch.Tensor, str]],
+        batch_problems: list[tuple[str, str]],
+    ) -> Any:
+        for check, message in batch_problems:
+            self.stats.reasons[check] += 1
+            if self.on_bad != "raise":
+                log.warning("batchguard: batch %d: %s: %s", index, check, message)
+        bad = torch.zeros(n, dtype=torch.bool, device=flat.device)
+        for check, mask, _ in row_problems:
+            bad |= mask
+            self.stats.reasons[check] += int(mask.sum())
+        bad_pos = torch.nonzero(bad).flatten().cpu().numpy()
+        row_ids = _row_ids(ids, bad_pos, n)
+        if self.on_bad == "raise":
+            raise BadBatchError(_describe(index, row_problems, batch_problems, row_ids, bad_pos))
+        if bad_pos.size:
+            if self.quarantine is not None:
+                self.quarantine.add(
+                    _records(index, flat, y, ids, bad_pos, row_problems)
+                )
+            if self.on_bad == "warn":
+                log.warning("batchguard: %s", _describe(index, row_problems, [], row_ids, bad_pos))
+                return batch
+            self.stats.rows_dropped += int(bad_pos.size)
+            return _select(batch, ~bad, n)
+        return batch
+
+    def flush(self) -> None:
+        if self.quarantine is not None:
+            self.quarantine.flush()
+
+
+def _tensor_or_none(value: Any) -> torch.Tensor | None:
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _row_ids(ids: Any, positions: np.ndarray, n: int) -> list[int | None]:
+    if isinstance(ids, torch.Tensor) and ids.shape[:1] == (n,):
+        return ids.reshape(n)[torch.as_tensor(positions, device=ids.device)].cpu().tolist()
+    return [None] * len(positions)
+
+
+def _describe(
+    index: int,
+    row_problems: list[tuple[str, torch.Tensor, str]],
+    batch_problems: list[tuple[str, str]],
+    row_ids: list[int | None],
+    positions: np.ndarray,
+) -> str:
+    parts = []
+    if positions.size:
+        shown = []
+        for pos, rid in list(zip(positions.tolist(), row_ids, strict=True))[:10]:
+            why = [c for c, mask, _ in row_problems if bool(mask[pos])]
+            who = f"row {rid}" if rid is not None else f"position {pos}"
+            shown.append(f"{who} ({', '.join(why)})")
+        more = ", ..." if positions.size > 10 else ""
+        parts.append(f"{positions.size} bad rows: {', '.join(shown)}{more}")
+    parts.extend(f"{check}: {message}" for check, message in batch_problems)
+    return f"batch {index}: " + "; ".join(parts)
+
+
+def _records(
+    index: int,
+    flat: torch.Tensor,
+    y: Any,
+    ids: Any,
+    positions: np.ndarray,
+    row_problems: list[tuple[str, torch.Tensor, str]],
+    loss: float | None = None,
+) -> list[dict[str, Any]]:
+    """One quarantine record per bad row, with every reason that applies to it."""
+    n = flat.shape[0]
+    pos_t = torch.as_tensor(positions, device=flat.device)
+    feats = flat[pos_t].float().cpu().numpy()
+    labels: list[Any] = [None] * len(positions)
+    if isinstance(y, torch.Tensor) and y.shape[:1] == (n,):
+        labels = y.reshape(n)[pos_t].double().cpu().tolist()
+    rids = _row_ids(ids, positions, n)
+    masks = {check: mask[pos_t].cpu().numpy() for check, mask, _ in row_problems}
+    out = []
+    for k, pos in enumerate(positions.tolist()):
+        reasons = [
+            {"check": c, "column": None, "value": None, "threshold": t, "schema_check": None,
+             "score": None}
+            for c, _, t in row_problems if masks[c][k]
+        ]  # fmt: skip
+        if loss is not None:
+            reasons.append({"check": "loss_spike", "column": None, "value": repr(loss),
+                            "threshold": None, "schema_check": None, "score": None})
+        out.append({"_row_id": rids[k], "batch": index, "position": pos,
+                    "features": feats[k].tolist(), "label": labels[k], "_reasons": reasons})
+    return out
+
+
+def _select(batch: Any, keep: torch.Tensor, n: int) -> Any:
+    """The batch with only the ``keep`` rows, in the same structure."""
+    if isinstance(batch, torch.Tensor):
+        return batch[keep.to(batch.device)] if batch.shape[:1] == (n,) else batch
+    if isinstance(batch, Mapping):
+        return type(batch)({k: _select(v, keep, n) for k, v in batch.items()})  # type: ignore[call-arg]
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_select(v, keep, n) for v in batch))
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_select(v, keep, n) for v in batch)
+    return batch
+
+
+class Guard:
+    """An iterable wrapper of a DataLoader that checks every batch. Build it with :func:`guard`."""
+
+    def __init__(self, loader: Any, checker: BatchChecker, *, loss_window: int = 50,
+                 loss_threshold: float = 6.0, loss_min_history: int = 10, keep_last: int = 4):
+        self.loader = loader
+        self.checker = checker
+        self.loss_window = loss_window
+        self.loss_threshold = loss_threshold
+        self.loss_min_history = loss_min_history
+        self._losses: deque[float] = deque(maxlen=loss_window)
+        #: (batch index, row ids tensor or None) of the most recent batches
+        self.last_batches: deque[tuple[int, Any]] = deque(maxlen=keep_last)
+        self._last: tuple[int, torch.Tensor, Any, Any] | None = None
+        self._index = 0
+
+    @property
+    def stats(self) -> GuardStats:
+        return self.checker.stats
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            for batch in self.loader:
+                out = self.checker(batch, self._index)
+                self._remember(out)
+                self._index += 1
+                yield out
+        finally:
+            self.checker.flush()
+
+    def _remember(self, batch: Any) -> None:
+        lay = self.checker._layout
+        if lay is None:
+            return
+        x = batch if lay.features is None else lay.get(batch, lay.features)
+        ids = lay.get(batch, lay.row_id)
+        self.last_batches.append((self._index, ids))
+        self._last = (self._index, x, lay.get(batch, lay.label), ids)
+
+    @property
+    def last_row_ids(self) -> Any:
+        """Row ids of the batch most recently yielded (``None`` if the batch has none)."""
+        return self.last_batches[-1][1] if self.last_batches else None
+
+    def observe_loss(self, loss: torch.Tensor | float) -> bool:
+        """Record the loss of the last batch; returns True when the step should be skipped.
+
+        A loss that is not finite, or exceeds the median of the recent losses by
+        more than ``loss_threshold`` robust standard deviations, quarantines the
+        batch's rows with reason ``loss_spike``. Spiking losses do not enter the history.
+        """
+        value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        spike = not math.isfinite(value)
+        if not spike and len(self._losses) >= self.loss_min_history:
+            hist = np.fromiter(self._losses, dtype=np.float64)
+            median = float(np.median(hist))
+            spread = 1.4826 * float(np.median(np.abs(hist - median)))
+            spread = max(spread, 1e-3 * abs(median), 1e-12)
+            spike = value > median + self.loss_threshold * spread
+        if not spike:
+            self._losses.append(value)
+            return False
+        self.stats.reasons["loss_spike"] += 1
+        self.stats.skipped_steps += 1
+        if self._last is not None:
+            index, x, y, ids = self._last
+            log.warning("batchguard: batch %d: loss_spike: loss %r", index, value)
+            if self.checker.quarantine is not None and x.shape[0]:
+                flat = x.reshape(x.shape[0], -1)
+                positions = np.arange(x.shape[0])
+                self.checker.quarantine.add(_records(index, flat, y, ids, positions, [], value))
+        return True
+
+    def close(self) -> None:
+        """Write out quarantined rows still buffered."""
+        self.checker.flush()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names Guard lacks: the loader's own attributes pass through.
+        if name == "loader":
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.loader.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loader.load_state_dict(state)
+
+
+def _from_loader_info(loader: Any) -> dict[str, Any]:
+    """Bounds, varied columns and class count for a loader built by :func:`make_loader`."""
+    info = getattr(loader, "batchguard", None)
+    if info is None or info.report is None:
+        return {}
+    from .checks import outlier_fences
+
+    prof, opts = info.report.profile, info.report.options
+    fences = outlier_fences(prof, opts)
+    lo = np.array([fences[f].low if f in fences else -np.inf for f in info.features])
+    hi = np.array([fences[f].high if f in fences else np.inf for f in info.features])
+    if info.scaler is not None:
+        center = getattr(info.scaler, "center_", None)
+        scale = getattr(info.scaler, "scale_", None)
+        center = np.zeros(len(lo)) if center is None else np.asarray(center, dtype=np.float64)
+        scale = np.ones(len(lo)) if scale is None else np.asarray(scale, dtype=np.float64)
+        lo, hi = (lo - center) / scale, (hi - center) / scale
+    # Clean rows lie within the fences; a little slack absorbs float32 rounding.
+    slack = 1e-4 * np.maximum(np.abs(lo), np.abs(hi))
+    slack[~np.isfinite(slack)] = 0
+    varied = np.array([prof.stats(f).distinct > 1 for f in info.features])
+    classes = None if info.classes is None else len(info.classes)
+    return {"bounds": (lo - slack, hi + slack), "varied": varied, "num_classes": classes}
+
+
+def guard(
+    loader: Any,
+    *,
+    profile: Any = None,
+    feature_names: Sequence[str] | None = None,
+    on_bad: str = "drop",
+    quarantine: str | os.PathLike[str] | None = None,
+    checks: Iterable[str] = ALL_CHECKS,
+    features: Any = None,
+    label: Any = None,
+    row_id: Any = None,
+    loss_window: int = 50,
+    loss_threshold: float = 6.0,
+) -> Guard:
+    """Wrap a DataLoader so every batch is checked as it is served.
+
+    Parameters
+    ----------
+    loader : iterable
+        A DataLoader (or any iterable) of tensors, tuples/lists, named tuples or
+        dicts of tensors. A loader from :func:`pipeline.make_loader` brings its
+        own profile, feature names and scaler, so ``out_of_range`` works at once.
+    profile : Profile, optional
+        The dataset profile (e.g. ``pipeline.profile(path)``); with
+        ``feature_names`` it gives the ``out_of_range`` fences and tells which
+        features vary in the dataset.
+    feature_names : sequence of str, optional
+        Profile column of each feature column, in order.
+    on_bad : {"drop", "raise", "warn"}, default "drop"
+    quarantine : path, optional
+        A directory; bad rows are appended in batched parquet part files with
+        their reasons and dataset row ids.
+    checks : iterable of str
+        Any of ``nonfinite``, ``out_of_range``, ``batch_constant``, ``batch_single_class``.
+    features, label, row_id : key or index, optional
+        Where these sit in a batch; found by name (``features``/``x``, ``label``/``y``,
+        ``row_id``) or position (0, 1) when not given.
+    loss_window, loss_threshold : optional
+        Recent losses kept, and robust standard deviations that make a spike.
+
+    Returns
+    -------
+    Guard
+        Iterate it like the loader; ``guard.observe_loss(loss)`` after each step.
+
+    Examples
+    --------
+    >>> g = guard(loader, on_bad="drop", quarantine="runs/quarantine")  # doctest: +SKIP
+    >>> for x, y, row_id in g:  # doctest: +SKIP
+    ...     loss = criterion(model(x), y)
+    ...     if g.observe_loss(loss):
+    ...         continue  # skip the step; the rows went to quarantine
+    """
+    derived = _from_loader_info(loader)
+    if profile is not None:
+        derived.update(_from_profile(profile, feature_names))
+    checker = BatchChecker(on_bad=on_bad, quarantine=quarantine, checks=checks,
+                           features=features, label=label, row_id=row_id, **derived)
+    return Guard(loader, checker, loss_window=loss_window, loss_threshold=loss_threshold)
+
+
+def _from_profile(profile: Any, feature_names: Sequence[str] | None) -> dict[str, Any]:
+    if feature_names is None:
+        raise UsageError("guard(profile=...) needs feature_names=[...], one per feature column")
+    from .checks import outlier_fences
+    from .options import ValidationOptions
+
+    fences = outlier_fences(profile, ValidationOptions())
+    lo = np.array([fences[f].low if f in fences else -np.inf for f in feature_names])
+    hi = np.array([fences[f].high if f in fences else np.inf for f in feature_names])
+    varied = np.array([profile.stats(f).distinct > 1 for f in feature_names])
+    return {"bounds": (lo, hi), "varied": varied}
+
+
+def guarded_collate(
+    collate_fn: Callable[[list[Any]], Any] | None = None, **options: Any
+) -> Callable[[list[Any]], Any]:
+    """A ``collate_fn`` that collates, then checks the batch (inside worker processes).
+
+    Parameters
+    ----------
+    collate_fn : callable, optional
+        The collate function to wrap (default: torch's ``default_collate``).
+    **options
+        ``on_bad``, ``quarantine`` (a directory; each process writes its own
+        part files), ``checks``, ``profile`` + ``feature_names``, ``features``,
+        ``label``, ``row_id``.
+
+    Returns
+    -------
+    callable
+    """
+    from torch.utils.data import default_collate
+
+    inner = collate_fn or default_collate
+    profile = options.pop("profile", None)
+    names = options.pop("feature_names", None)
+    derived = _from_profile(profile, names) if profile is not None else {}
+    checker = BatchChecker(**options, **derived)
+    counter = itertools.count()
+
+    def collate(samples: list[Any]) -> Any:
+        out = checker(inner(samples), next(counter))
+        checker.flush()  # a worker may end at any time: leave nothing buffered
+        return out
+
+    return collate
