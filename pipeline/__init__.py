@@ -27,6 +27,13 @@ _LAZY = {
     "Finding": "findings",
     "Report": "report",
     "validate": "validation",
+    "RobustScaler": "scaler",
+    "StratifiedBatchSampler": "sampler",
+    "make_loader": "loader",
+    "Batch": "loader",
+    "guard": "guard",
+    "guarded_collate": "guard",
+    "Guard": "guard",
     "ValidationOptions": "options",
 }
 
@@ -53,4 +60,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .profile import ColumnProfile, Profile, profile
     from .report import Report
     from .source import Source, open_source
+    from .guard import Guard, guard, guarded_collate
+    from .loader import Batch, make_loader
+    from .sampler import StratifiedBatchSampler
+    from .scaler import RobustScaler
     from .validation import validate

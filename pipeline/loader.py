@@ -1,0 +1,458 @@
+"""``make_loader``: from a dataset file to a clean, scaled, stratified DataLoader.
+
+The steps, each streamed and memory-bounded:
+
+1. validate the dataset, writing its clean rows to an Arrow IPC file (bad rows
+   go to quarantine, with their reasons, if asked);
+2. leave out degenerate features (constant, near-constant, zero IQR), saying so;
+3. fit the :class:`~pipeline.scaler.RobustScaler` on the clean rows (exact,
+   streamed);
+4. write the scaled features as one ``fixed_size_list<float32>`` column to a
+   second Arrow IPC file, which is memory-mapped: its body *is* a row-major
+   float32 matrix, so a batch is one ``numpy.take`` of its rows, and worker
+   processes share the pages instead of copying the data;
+5. wrap it in a real :class:`torch.utils.data.DataLoader` whose sampler yields
+   whole batches of indices (``batch_size=None``), so the dataset gathers a
+   batch at a time instead of row by row.
+
+Each batch is a :class:`Batch` named tuple ``(features, label, row_id)``:
+``x, y, row_id = batch``; ``row_id`` holds the dataset row ids for provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from .errors import UsageError
+from .findings import Finding
+from .sampler import StratifiedBatchSampler
+from .source import ROW_ID, Source
+
+log = logging.getLogger("batchguard")
+
+FEATURES = "features"
+LABEL = "label"
+DEGENERATE = ("constant", "near_constant", "zero_iqr")
+#: rows per record batch of a cache that is too large to keep as one matrix
+_CHUNK_BYTES = 64 << 20
+
+
+class Batch(NamedTuple):
+    """One training batch: ``x, y, row_id = batch``."""
+
+    features: torch.Tensor
+    label: torch.Tensor | None
+    row_id: torch.Tensor
+
+
+@dataclass
+class LoaderInfo:
+    """What :func:`make_loader` decided, kept on the loader as ``loader.batchguard``."""
+
+    features: list[str]
+    dropped_features: dict[str, str]
+    label: str | None
+    classes: list[Any] | None
+    report: Any
+    scaler: Any
+    cache_path: str
+    findings: list[Finding] = field(default_factory=list)
+
+
+class ArrowMatrixDataset(Dataset[Batch]):
+    """Rows of a memory-mapped feature cache, fetched a whole batch at a time.
+
+    ``dataset[indices]`` (a sequence of row positions) returns a :class:`Batch`.
+    The file is opened lazily in each process, so the dataset pickles small
+    and worker processes share the page cache.
+
+    Parameters
+    ----------
+    path : str
+        Arrow IPC file written by :func:`write_feature_cache`.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._open()
+
+    def _open(self) -> None:
+        reader = pa.ipc.open_file(pa.memory_map(self.path, "r"))
+        self._chunks: list[np.ndarray] = []
+        labels, ids = [], []
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            feats = batch.column(FEATURES)
+            width = feats.type.list_size
+            # Zero-copy: the values buffer of a fixed-size list is the row-major matrix.
+            self._chunks.append(feats.values.to_numpy().reshape(-1, width))
+            ids.append(batch.column(ROW_ID).to_numpy())
+            if LABEL in batch.schema.names:
+                labels.append(batch.column(LABEL).to_numpy())
+        sizes = [c.shape[0] for c in self._chunks]
+        self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.row_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        self.labels = np.concatenate(labels) if labels else None
+        self.num_features = self._chunks[0].shape[1] if self._chunks else 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._open()
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __getitem__(self, indices: Any) -> Batch:
+        idx = np.asarray(indices, dtype=np.int64)
+        if len(self._chunks) == 1:
+            x = np.take(self._chunks[0], idx, axis=0)
+        else:
+            x = self._gather_chunked(idx)
+        y = None if self.labels is None else torch.from_numpy(np.take(self.labels, idx))
+        return Batch(torch.from_numpy(x), y, torch.from_numpy(np.take(self.row_ids, idx)))
+
+    def _gather_chunked(self, idx: np.ndarray) -> np.ndarray:
+        out = np.empty((idx.size, self.num_features), dtype=np.float32)
+        which = np.searchsorted(self._starts, idx, side="right") - 1
+        for chunk in np.unique(which):
+            sel = which == chunk
+            out[sel] = np.take(self._chunks[chunk], idx[sel] - self._starts[chunk], axis=0)
+        return out
+
+
+def write_feature_cache(
+    src: Source,
+    features: Sequence[str],
+    label: str | None,
+    path: str,
+    *,
+    scaler: Any = None,
+    classes: list[Any] | None = None,
+    max_matrix_bytes: int = 4 << 30,
+    chunk_bytes: int = _CHUNK_BYTES,
+) -> None:
+    """Write the (scaled) feature matrix, label and row ids of ``src`` to an Arrow IPC file.
+
+    Up to ``max_matrix_bytes`` the features go into one record batch, so the
+    memory-mapped file is a single contiguous matrix; beyond it, into record
+    batches of ``chunk_bytes`` (64 MiB), so building the cache never holds the
+    whole dataset.
+    String labels are written as their position in ``classes``.
+    """
+    width = len(features)
+    row_bytes = 4 * max(width, 1)
+    n = src.num_rows
+    fits = n is not None and n * row_bytes <= max_matrix_bytes
+    capacity = max(1, n if fits and n else chunk_bytes // row_bytes)
+    buffer = _CacheBuffer(capacity, width, label is not None)
+    writer = None
+    tmp = f"{path}.tmp"
+    try:
+        columns = [*features] + ([label] if label else [])
+        for batch in src.iter_batches(columns=columns):
+            start = 0
+            while start < batch.num_rows:
+                start += buffer.fill(batch.slice(start), features, label, classes)
+                if buffer.full:
+                    writer = buffer.flush(writer, tmp, scaler)
+        if buffer.rows or writer is None:
+            writer = buffer.flush(writer, tmp, scaler)
+        writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _CacheBuffer:
+    """Preallocated rows of the feature cache, filled batch by batch, written when full."""
+
+    def __init__(self, capacity: int, width: int, with_label: bool):
+        self.x = np.empty((capacity, width), dtype=np.float32)
+        self.ids = np.empty(capacity, dtype=np.int64)
+        self.y: np.ndarray | None = None
+        self.with_label = with_label
+        self.rows = 0
+
+    @property
+    def full(self) -> bool:
+        return self.rows == self.x.shape[0]
+
+    def fill(
+        self,
+        batch: pa.RecordBatch,
+        features: Sequence[str],
+        label: str | None,
+        classes: list[Any] | None,
+    ) -> int:
+        """Copy as many rows of ``batch`` as fit; returns how many."""
+        n = min(batch.num_rows, self.x.shape[0] - self.rows)
+        rows = slice(self.rows, self.rows + n)
+        for j, name in enumerate(features):
+            self.x[rows, j] = batch.column(name).slice(0, n).to_numpy(zero_copy_only=False)
+        self.ids[rows] = batch.column(ROW_ID).slice(0, n).to_numpy(zero_copy_only=False)
+        if label is not None:
+            y = _label_values(batch.column(label).slice(0, n), classes)
+            if self.y is None:
+                self.y = np.empty(self.x.shape[0], dtype=y.dtype)
+            self.y[rows] = y
+        self.rows += n
+        return n
+
+    def flush(self, writer: Any, tmp: str, scaler: Any) -> Any:
+        """Write the filled rows as one record batch (opening the file first if needed)."""
+        x = self.x[: self.rows]
+        if scaler is not None:
+            with warnings.catch_warnings():
+                # Fitted on named columns, applied to the matrix of those same columns.
+                warnings.filterwarnings("ignore", message="X does not have valid feature names")
+                x = np.asarray(scaler.transform(x), dtype=np.float32)
+        arrays = [pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), self.x.shape[1])]
+        names = [FEATURES]
+        if self.with_label:
+            y = self.y[: self.rows] if self.y is not None else np.empty(0, np.int64)
+            arrays.append(pa.array(y))
+            names.append(LABEL)
+        arrays.append(pa.array(self.ids[: self.rows]))
+        names.append(ROW_ID)
+        batch = pa.RecordBatch.from_arrays(arrays, names=names)
+        if writer is None:
+            writer = pa.ipc.new_file(tmp, batch.schema)
+        writer.write_batch(batch)
+        self.rows = 0
+        return writer
+
+
+def _label_values(y: pa.Array, classes: list[Any] | None) -> np.ndarray:
+    """Labels as numpy: class codes for strings, float32 for regression targets."""
+    if pa.types.is_floating(y.type):
+        return y.to_numpy(zero_copy_only=False).astype(np.float32)
+    if pa.types.is_integer(y.type) or pa.types.is_boolean(y.type):
+        return y.to_numpy(zero_copy_only=False).astype(np.int64)
+    import pyarrow.compute as pc
+
+    codes = pc.index_in(y, value_set=pa.array(classes, y.type))
+    return codes.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _select_features(
+    src: Source, features: Sequence[str] | None, label: str | None
+) -> list[str]:
+    if features is not None:
+        missing = [f for f in features if f not in src.columns]
+        if missing:
+            raise UsageError(f"{src.path}: no feature column {missing[0]!r}; columns are "
+                             f"{', '.join(src.columns)}")
+        bad = [f for f in features if not _numeric(src.schema.field(f).type)]
+        if bad:
+            raise UsageError(f"feature {bad[0]!r} of {src.path} is {src.schema.field(bad[0]).type}, "
+                             "not numeric; encode it first or leave it out of features")
+        return list(features)
+    return [f.name for f in src.schema
+            if f.name not in (label, ROW_ID) and _numeric(f.type)]
+
+
+def _numeric(typ: pa.DataType) -> bool:
+    return pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
+
+
+def make_loader(
+    source: str | os.PathLike[str] | Source,
+    *,
+    features: Sequence[str] | None = None,
+    label: str | None = None,
+    batch_size: int = 256,
+    schema: Any = None,
+    scaler: Any = "robust",
+    stratify: bool = True,
+    drop_degenerate: bool = True,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    seed: int = 0,
+    bins: int | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    num_replicas: int | None = None,
+    rank: int | None = None,
+    quarantine: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    **validate_options: Any,
+) -> DataLoader[Batch]:
+    """A DataLoader over the clean rows of a dataset, robust-scaled and stratified.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or Source
+        The dataset (parquet, CSV, Arrow IPC, or a directory of parquet files).
+    features : sequence of str, optional
+        Feature columns; default: every numeric column but the label.
+    label : str, optional
+        Label column. Integer or string labels are classes (strings are coded
+        ``0..k-1`` in sorted order, see ``loader.batchguard.classes``); float
+        labels are regression targets, stratified by quantile ``bins``.
+    batch_size : int, default 256
+    schema : optional
+        Passed to :func:`pipeline.validate`.
+    scaler : "robust", RobustScaler or None, default "robust"
+        Fit on the clean rows and applied when the cache is written; pass a
+        configured :class:`~pipeline.scaler.RobustScaler` (e.g. with ``clip``).
+    stratify : bool, default True
+        With a label: every batch holds the classes in dataset proportions
+        (:class:`~pipeline.sampler.StratifiedBatchSampler`).
+    drop_degenerate : bool, default True
+        Leave out constant, near-constant and zero-IQR features.
+    shuffle, drop_last, seed : optional
+        Order of batches when not stratified; the stratified sampler is always
+        shuffled with ``seed`` (call ``loader.sampler.set_epoch(epoch)``).
+    bins : int, optional
+        Quantile bins for stratifying a continuous label (default 10 for floats).
+    num_workers, pin_memory : optional
+        As for :class:`torch.utils.data.DataLoader`.
+    num_replicas, rank : int, optional
+        Distributed training: each rank gets disjoint rows and the same number of batches.
+    quarantine : path, optional
+        Also write the quarantined rows here.
+    cache_dir : path, optional
+        Where the clean-row and feature caches go (default: a temporary
+        directory removed with the loader's dataset).
+    **validate_options
+        Passed to :func:`pipeline.validate` (``max_bad_rows``, ``outlier_threshold``, ...).
+
+    Returns
+    -------
+    torch.utils.data.DataLoader
+        Yields :class:`Batch` ``(features, label, row_id)``. ``loader.batchguard``
+        (:class:`LoaderInfo`) holds the features used, those dropped and why, the
+        validation report and the fitted scaler.
+
+    Examples
+    --------
+    >>> loader = make_loader("train.parquet", label="y", batch_size=512)  # doctest: +SKIP
+    >>> for x, y, row_id in loader:  # doctest: +SKIP
+    ...     loss = criterion(model(x), y)
+    """
+    from .validation import validate
+
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise UsageError(
+            f"batch_size should be a positive integer value, but got batch_size={batch_size!r}"
+        )
+    tmpdir = None
+    if cache_dir is None:
+        tmpdir = tempfile.TemporaryDirectory(prefix="batchguard-")
+        cache_dir = tmpdir.name
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    clean_path = str(cache / "clean.arrow")
+    report = validate(source, schema, label=label, clean=clean_path, quarantine=quarantine,
+                      **validate_options)
+    if report.errors:
+        log.warning("batchguard: %s; training on the %s clean rows", report.verdict(),
+                    f"{report.rows_clean:,}")
+    clean = Source(clean_path)
+    chosen = _select_features(clean, features, label)
+    dropped: dict[str, str] = {}
+    if drop_degenerate:
+        for f in report.findings:
+            if f.check in DEGENERATE and f.column in chosen and f.column not in dropped:
+                dropped[f.column] = f.check
+        if dropped:
+            log.warning("batchguard: leaving out degenerate features %s",
+                        ", ".join(f"{k} ({v})" for k, v in dropped.items()))
+        chosen = [c for c in chosen if c not in dropped]
+    if not chosen:
+        raise UsageError(f"{report.dataset}: no usable numeric feature columns left")
+
+    fitted = _fit_scaler(scaler, clean, chosen)
+    classes = _label_classes(report, label, clean)
+    feature_path = str(cache / "features.arrow")
+    write_feature_cache(clean, chosen, label, feature_path, scaler=fitted, classes=classes)
+    dataset = ArrowMatrixDataset(feature_path)
+    dataset._tmpdir = tmpdir  # type: ignore[attr-defined]  # removed with the dataset
+
+    sampler = _batch_sampler(dataset, batch_size, label, stratify, shuffle, drop_last, seed,
+                             bins, num_replicas, rank, classes is not None)
+    loader: DataLoader[Batch] = DataLoader(
+        dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+        pin_memory=pin_memory, persistent_workers=num_workers > 0,
+    )
+    loader.batchguard = LoaderInfo(  # type: ignore[attr-defined]
+        features=chosen, dropped_features=dropped, label=label, classes=classes,
+        report=report, scaler=fitted, cache_path=feature_path,
+        findings=[f for f in report.findings if f.check in DEGENERATE],
+    )
+    return loader
+
+
+def _fit_scaler(scaler: Any, clean: Source, features: list[str]) -> Any:
+    if scaler is None:
+        return None
+    from .scaler import RobustScaler
+
+    if isinstance(scaler, str):
+        if scaler != "robust":
+            raise UsageError(f"scaler should be 'robust', a RobustScaler or None, got {scaler!r}")
+        scaler = RobustScaler()
+    return scaler.fit(clean, columns=features)
+
+
+def _label_classes(report: Any, label: str | None, clean: Source) -> list[Any] | None:
+    """The sorted classes of a categorical label; ``None`` for a regression target."""
+    if label is None or pa.types.is_floating(clean.schema.field(label).type):
+        return None
+    counts = report.profile.label_counts(label)
+    if counts is None:
+        raise UsageError(
+            f"label {label!r} has too many distinct values to be classes; "
+            "cast it to float to treat it as a regression target"
+        )
+    return sorted(counts)
+
+
+def _batch_sampler(
+    dataset: ArrowMatrixDataset,
+    batch_size: int,
+    label: str | None,
+    stratify: bool,
+    shuffle: bool,
+    drop_last: bool,
+    seed: int,
+    bins: int | None,
+    num_replicas: int | None,
+    rank: int | None,
+    categorical: bool,
+) -> Any:
+    if label is not None and stratify:
+        assert dataset.labels is not None
+        return StratifiedBatchSampler(
+            dataset.labels, batch_size, drop_last=drop_last, seed=seed,
+            num_replicas=num_replicas, rank=rank,
+            bins=None if categorical else (bins or 10),
+        )
+    if num_replicas is not None and num_replicas > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        base: Any = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank or 0,
+                                       shuffle=shuffle, seed=seed, drop_last=drop_last)
+    elif shuffle:
+        base = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        base = SequentialSampler(dataset)
+    return BatchSampler(base, batch_size, drop_last)

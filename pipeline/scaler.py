@@ -1,0 +1,837 @@
+"""Robust scaling: centre each feature on its median, divide by a quantile range.
+
+:class:`RobustScaler` follows scikit-learn's estimator contract and gives the
+same ``center_`` and ``scale_`` as :class:`sklearn.preprocessing.RobustScaler`,
+with three additions for training pipelines:
+
+* ``fit`` also takes a dataset source (a path or :class:`pipeline.source.Source`)
+  and computes the *exact* medians and quantiles in a bounded amount of memory,
+  streaming the data a few times instead of loading it (see :func:`exact_quantiles`);
+* features whose quantile range is zero get scale 1, as in scikit-learn, and a
+  ``zero_iqr`` :class:`~pipeline.findings.Finding` that says so;
+* :meth:`RobustScaler.to_torch` turns the fitted scaler into a
+  ``torch.nn.Module`` (``TorchRobustScaler``) whose ``center``/``scale`` buffers
+  move to the GPU with the model.
+
+torch is imported only when ``to_torch`` or ``TorchRobustScaler`` is first used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from numbers import Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted, validate_data
+
+from .errors import UsageError
+from .findings import Finding
+from .source import Source, open_source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+_SAVE_FORMAT = "batchguard.RobustScaler"
+_SAVE_VERSION = 1
+
+#: Reads the data once more: an iterator of chunks, each a list of float64 arrays (one per column).
+ChunkReader = Callable[[], Iterable[Sequence[np.ndarray]]]
+
+# --------------------------------------------------------------------------------------------
+# Exact quantiles in bounded memory
+# --------------------------------------------------------------------------------------------
+# Bins are ranges of a float's bit pattern (its "sort key"), not ranges of value: they need no
+# min/max pass first, and an outlier at 1e12 does not squeeze the bulk of the data into one bin
+# the way equal-width bins between min and max would.
+_FIRST_BITS = 16  # first pass: 65,536 bins, 16 per power of two of magnitude
+_REFINE_BITS = 12  # each refining pass splits a bin into 4,096
+_KEY_BITS = 64
+#: most values a resolving pass holds at once (32 MiB of float64); larger bins are split again
+COLLECT_BUDGET = 1 << 22
+#: tiny source batches are joined up to this many rows so that per-batch overheads stay small
+_MIN_CHUNK_ROWS = 1 << 16
+
+_SIGN_BIT = np.uint64(1 << 63)
+_LOW_63_BITS = np.int64(0x7FFF_FFFF_FFFF_FFFF)
+
+
+def _sort_keys(values: np.ndarray) -> np.ndarray:
+    """Map non-NaN float64 values to uint64 keys that sort in the same order."""
+    bits = np.ascontiguousarray(values, dtype=np.float64).view(np.int64)
+    # As integers, negative floats sort backwards: flip their 63 low bits. Flipping the sign bit
+    # then makes unsigned integer order equal float order (-inf < ... < -0.0 < 0.0 < ... < inf).
+    flipped = bits ^ ((bits >> np.int64(63)) & _LOW_63_BITS)
+    return flipped.view(np.uint64) ^ _SIGN_BIT
+
+
+def _key_value(key: int) -> float:
+    """The float whose sort key is ``key`` (the inverse of :func:`_sort_keys`)."""
+    bits = (np.array([key], dtype=np.uint64) ^ _SIGN_BIT).view(np.int64)
+    return float((bits ^ ((bits >> np.int64(63)) & _LOW_63_BITS)).view(np.float64)[0])
+
+
+_INF_KEYS = _sort_keys(np.array([-np.inf, np.inf]))
+_INF_BINS = tuple(int(k) >> (_KEY_BITS - _FIRST_BITS) for k in _INF_KEYS)
+
+
+@dataclass
+class _OrderStatistic:
+    """The ``rank``-th smallest non-NaN value of one column, narrowed to one key bin."""
+
+    column: int
+    rank: int
+    bits: int = 0  # leading key bits fixed so far
+    prefix: int = 0  # their value: the bin
+    rank_in_bin: int = 0
+    count: int = 0  # values in the bin
+    value: float | None = None
+
+    def narrow(self, hist: np.ndarray, rank: int, new_bits: int) -> None:
+        """Move into the sub-bin of ``hist`` that holds the ``rank``-th value of the current bin."""
+        cumulative = np.cumsum(hist)
+        sub = int(np.searchsorted(cumulative, rank, side="right"))
+        self.rank_in_bin = rank - (int(cumulative[sub - 1]) if sub else 0)
+        self.count = int(hist[sub])
+        self.prefix = (self.prefix << new_bits) | sub
+        self.bits += new_bits
+        if self.bits == _KEY_BITS:  # a single key: one distinct value, nothing left to collect
+            self.value = _key_value(self.prefix)
+
+
+def _drop_nan(values: np.ndarray) -> np.ndarray:
+    nan = np.isnan(values)
+    return values[~nan] if nan.any() else values
+
+
+def _inf_error(name: str, where: str = "") -> ValueError:
+    return ValueError(
+        f"{where}column {name!r} contains +inf or -inf; RobustScaler needs finite values "
+        "(NaN is ignored): use `validate` to quarantine inf rows first, or replace them"
+    )
+
+
+def _first_pass(read: ChunkReader, names: Sequence[str], where: str) -> np.ndarray:
+    """Histogram every column's non-NaN sort keys by their leading bits; raise on inf."""
+    shift = np.uint64(_KEY_BITS - _FIRST_BITS)
+    hists = np.zeros((len(names), 1 << _FIRST_BITS), dtype=np.int64)
+    for chunk in read():
+        for j, values in enumerate(chunk):
+            bins = (_sort_keys(_drop_nan(values)) >> shift).astype(np.intp)
+            counts = np.bincount(bins, minlength=1 << _FIRST_BITS)
+            # After NaN removal the bins of -inf and +inf hold nothing else: a free inf check.
+            if counts[_INF_BINS[0]] or counts[_INF_BINS[1]]:
+                raise _inf_error(names[j], where)
+            hists[j] += counts
+    return hists
+
+
+def _resolving_pass(read: ChunkReader, stats: list[_OrderStatistic], budget: int) -> None:
+    """One more pass: resolve small bins exactly, split the others into finer bins."""
+    groups: dict[tuple[int, int, int], list[_OrderStatistic]] = {}
+    for s in stats:
+        groups.setdefault((s.column, s.bits, s.prefix), []).append(s)
+    # Collect the smallest bins while they fit in the budget; split the rest.
+    collect: dict[tuple[int, int, int], list[np.ndarray]] = {}
+    refine: dict[tuple[int, int, int], np.ndarray] = {}
+    held = 0
+    for key in sorted(groups, key=lambda k: groups[k][0].count):
+        count = groups[key][0].count
+        if held + count <= budget:
+            collect[key] = []
+            held += count
+        else:
+            refine[key] = np.zeros(1 << _REFINE_BITS, dtype=np.int64)
+    by_column: dict[int, list[tuple[int, int, int]]] = {}
+    for key in groups:
+        by_column.setdefault(key[0], []).append(key)
+
+    for chunk in read():
+        for column, keys_of_column in by_column.items():
+            values = _drop_nan(chunk[column])
+            sort_keys = _sort_keys(values)
+            for key in keys_of_column:
+                _, bits, prefix = key
+                in_bin = (sort_keys >> np.uint64(_KEY_BITS - bits)) == np.uint64(prefix)
+                if key in collect:
+                    collect[key].append(values[in_bin])
+                else:
+                    shift = np.uint64(_KEY_BITS - bits - _REFINE_BITS)
+                    sub = ((sort_keys[in_bin] >> shift) & np.uint64((1 << _REFINE_BITS) - 1))
+                    refine[key] += np.bincount(sub.astype(np.intp), minlength=1 << _REFINE_BITS)
+
+    for key, parts in collect.items():
+        values = np.concatenate(parts) if parts else np.empty(0)
+        ranks = sorted({s.rank_in_bin for s in groups[key]})
+        values = np.partition(values, ranks)
+        for s in groups[key]:
+            s.value = float(values[s.rank_in_bin])
+    for key, hist in refine.items():
+        for s in groups[key]:
+            s.narrow(hist, s.rank_in_bin, _REFINE_BITS)
+
+
+def _order_statistics(
+    read: ChunkReader, hists: np.ndarray, wanted: list[list[int]], budget: int
+) -> list[dict[int, float]]:
+    """Exact values of the wanted ranks (per column) given the first-pass histograms."""
+    stats = [_OrderStatistic(j, rank) for j, ranks in enumerate(wanted) for rank in set(ranks)]
+    for s in stats:
+        s.narrow(hists[s.column], s.rank, _FIRST_BITS)
+    while pending := [s for s in stats if s.value is None]:
+        _resolving_pass(read, pending, budget)
+    out: list[dict[int, float]] = [{} for _ in wanted]
+    for s in stats:
+        assert s.value is not None
+        out[s.column][s.rank] = s.value
+    return out
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    # numpy's _lerp, operation for operation, so that results match np.percentile bit for bit.
+    diff = b - a
+    return b - diff * (1 - t) if t >= 0.5 else a + diff * t
+
+
+def _percentile_ranks(n: int, fraction: float) -> tuple[int, int, float]:
+    """Neighbouring ranks and weight of numpy's "linear" method (Hyndman & Fan type 7)."""
+    virtual = (n - 1) * fraction
+    if virtual >= n - 1:
+        return n - 1, n - 1, 0.0
+    below = int(np.floor(virtual))
+    return below, below + 1, virtual - below
+
+
+def _median_ranks(n: int) -> tuple[int, int]:
+    return (n // 2, n // 2) if n % 2 else (n // 2 - 1, n // 2)
+
+
+def exact_quantiles(
+    read: ChunkReader,
+    names: Sequence[str],
+    percentiles: Sequence[float],
+    *,
+    median: bool = True,
+    budget: int = COLLECT_BUDGET,
+    where: str = "",
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Exact per-column medians and percentiles of data read in chunks, in bounded memory.
+
+    The results equal ``np.nanmedian(X, axis=0)`` and ``np.nanpercentile(X, percentiles,
+    axis=0)`` of the concatenated chunks (NaN ignored; linear interpolation).
+
+    Method: every non-NaN value is mapped to a 64-bit key with the same order (its IEEE-754
+    bit pattern, sign-adjusted). Pass 1 counts the values per column and histograms the
+    keys' leading 16 bits (65,536 bins, 16 per power of two), and locates the bin that holds
+    each needed order statistic (ranks ``floor`` and ``ceil`` of ``(n - 1) * q``, and the
+    middle one or two). Each later pass streams the data again and, for each such bin,
+    either collects the values inside it (vectorised masks) and picks the order statistic
+    with ``np.partition``, or, when the bins do not fit in ``budget`` values, histograms the
+    next 12 key bits to narrow them. A bin fixed to all 64 bits holds one distinct value, so
+    heavy duplication costs no memory and there are at most 5 passes after the first; for
+    most data pass 2 resolves everything.
+
+    Memory: 65,536 counters (512 KiB) per column in pass 1; later, at most ``budget``
+    collected values (default 4M, 32 MiB) plus 4,096 counters per bin being narrowed;
+    plus one chunk. Nothing grows with the number of rows.
+
+    Parameters
+    ----------
+    read : callable
+        Returns a fresh iterable over the data each time it is called; each item is a
+        sequence of 1-D float64 arrays, one per column, of equal length.
+    names : sequence of str
+        Column names, for error messages.
+    percentiles : sequence of float
+        Percentiles in [0, 100].
+    median : bool, default True
+        Also compute the medians.
+    budget : int, default 4194304
+        Most values held at once in a resolving pass.
+    where : str, default ""
+        Prefix for error messages (e.g. ``"data.parquet: "``).
+
+    Returns
+    -------
+    median : ndarray of shape (n_columns,) or None
+    percentiles : ndarray of shape (len(percentiles), n_columns)
+    counts : ndarray of shape (n_columns,)
+        Non-NaN values per column. Columns without any get NaN statistics.
+
+    Raises
+    ------
+    ValueError
+        When a column holds +inf or -inf.
+
+    Examples
+    --------
+    >>> x = np.array([3.0, np.nan, 1.0, 2.0, 10.0])
+    >>> med, pct, n = exact_quantiles(lambda: [[x[:2]], [x[2:]]], ["x"], [25, 75])
+    >>> med.tolist(), pct[:, 0].tolist(), n.tolist()
+    ([2.5], [1.75, 4.75], [4])
+    """
+    hists = _first_pass(read, names, where)
+    counts = hists.sum(axis=1)
+    fractions = [float(np.true_divide(p, 100)) for p in percentiles]
+    wanted: list[list[int]] = []
+    for n in counts.tolist():
+        ranks: list[int] = []
+        if n:
+            ranks += _median_ranks(n) if median else ()
+            for f in fractions:
+                ranks += _percentile_ranks(n, f)[:2]
+        wanted.append(ranks)
+    values = _order_statistics(read, hists, wanted, budget)
+
+    medians = np.full(len(names), np.nan) if median else None
+    quantiles = np.full((len(fractions), len(names)), np.nan)
+    for j, n in enumerate(counts.tolist()):
+        if not n:
+            continue
+        v = values[j]
+        if medians is not None:
+            lo, hi = _median_ranks(n)
+            medians[j] = v[lo] if lo == hi else (v[lo] + v[hi]) / 2  # np.median's mean of two
+        for i, f in enumerate(fractions):
+            lo, hi, t = _percentile_ranks(n, f)
+            quantiles[i, j] = v[lo] if lo == hi else _lerp(v[lo], v[hi], t)
+    return medians, quantiles, counts
+
+
+# --------------------------------------------------------------------------------------------
+# Reading a source as float64 columns
+# --------------------------------------------------------------------------------------------
+def _is_numeric(typ: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ))
+
+
+def _source_columns(src: Source, columns: Sequence[str] | None) -> list[str]:
+    if columns is None:
+        chosen = [c for c in src.columns if _is_numeric(src.schema.field(c).type)]
+        if not chosen:
+            raise UsageError(
+                f"{src.path}: no numeric columns to scale (columns are {src.columns}); "
+                "RobustScaler scales integer and floating-point columns"
+            )
+        return chosen
+    if isinstance(columns, str):
+        raise UsageError(f"columns should be a list of column names, but got columns={columns!r}")
+    chosen = list(columns)
+    for name in chosen:
+        if name not in src.columns:
+            raise UsageError(f"{src.path}: no column named {name!r}; columns are {src.columns}")
+        typ = src.schema.field(name).type
+        if not _is_numeric(typ):
+            raise UsageError(
+                f"{src.path}: column {name!r} is {typ}, not numeric; "
+                "RobustScaler scales integer and floating-point columns: leave it out of columns"
+            )
+    if not chosen:
+        raise UsageError("columns should name at least one column, but got columns=[]")
+    return chosen
+
+
+def _as_float64(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    # safe=False: int64 beyond 2**53 rounds, as numpy's astype(float) does; nulls become NaN.
+    return np.asarray(array.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False))
+
+
+def _source_reader(src: Source, columns: list[str]) -> ChunkReader:
+    def read() -> Iterator[list[np.ndarray]]:
+        pending: list[list[np.ndarray]] = []
+        rows = 0
+        for batch in src.iter_batches(columns=columns):
+            # Select by name: the batch also carries the `_row_id` column.
+            pending.append([_as_float64(batch.column(name)) for name in columns])
+            rows += batch.num_rows
+            if rows >= _MIN_CHUNK_ROWS:
+                yield _join(pending)
+                pending, rows = [], 0
+        if pending:
+            yield _join(pending)
+
+    return read
+
+
+def _join(parts: list[list[np.ndarray]]) -> list[np.ndarray]:
+    if len(parts) == 1:
+        return parts[0]
+    return [np.concatenate(column) for column in zip(*parts, strict=True)]
+
+
+# --------------------------------------------------------------------------------------------
+# The estimator
+# --------------------------------------------------------------------------------------------
+def _reject_inf(X: np.ndarray, names: Sequence[str]) -> None:
+    # A cheap whole-array test first; locate the column only when it trips (NaN trips it too).
+    if X.size == 0 or np.isfinite(X.sum()):
+        return
+    bad = np.flatnonzero(np.isinf(X).any(axis=0))
+    if bad.size:
+        raise _inf_error(names[bad[0]], "Input X contains infinity: ")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise UsageError(f"{name} should be True or False, but got {name}={value!r}")
+
+
+def _is_source(X: Any) -> bool:
+    return isinstance(X, (str, os.PathLike, Source))
+
+
+class RobustScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Centre features on their median and scale them by a quantile range.
+
+    The scikit-learn estimator, with the same parameters and results as
+    :class:`sklearn.preprocessing.RobustScaler` (dense input), plus streamed exact
+    fitting from a dataset source, a ``zero_iqr`` finding per degenerate feature,
+    optional clipping, a torch module and JSON persistence.
+
+    Parameters
+    ----------
+    with_centering : bool, default True
+        Subtract the median.
+    with_scaling : bool, default True
+        Divide by the quantile range ``q_max - q_min``.
+    quantile_range : tuple of float, default (25.0, 75.0)
+        ``(q_min, q_max)``, percentiles with ``0 <= q_min <= q_max <= 100``.
+    copy : bool, default True
+        False scales float arrays in place where possible.
+    unit_variance : bool, default False
+        Also divide by the quantile range of the standard normal distribution, so that
+        normally distributed features get variance 1 (needs ``0 < q_min < q_max < 100``).
+    clip : float or None, default None
+        After scaling, clip values to ``[-clip, clip]`` (NaN stays NaN). Clipped values do
+        not come back from :meth:`inverse_transform`.
+
+    Attributes
+    ----------
+    center_ : ndarray of shape (n_features,) or None
+        Per-feature median (NaN ignored); None without centering.
+    scale_ : ndarray of shape (n_features,) or None
+        Per-feature quantile range; 1 where it is below 10 machine epsilons (as
+        scikit-learn's ``_handle_zeros_in_scale``); None without scaling.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame or a source.
+    zero_iqr_features_ : ndarray of int
+        Indices of the features whose quantile range was zero (scale set to 1).
+    findings_ : list of Finding
+        One ``zero_iqr`` warning per such feature.
+
+    Notes
+    -----
+    NaN is ignored when fitting and kept when transforming; +inf or -inf raise a
+    ``ValueError`` (quarantine those rows with ``validate`` first). Sparse input is
+    not supported.
+
+    Examples
+    --------
+    >>> X = np.array([[1.0, 0.0], [-2.0, 1.0], [4.0, 2.0], [np.nan, 3.0]])
+    >>> scaler = RobustScaler().fit(X)
+    >>> scaler.center_.tolist(), scaler.scale_.tolist()
+    ([1.0, 1.5], [3.0, 1.5])
+    >>> scaler.transform([[4.0, 3.0], [np.nan, 0.0]]).tolist()
+    [[1.0, 1.0], [nan, -1.0]]
+    """
+
+    def __init__(
+        self,
+        *,
+        with_centering: bool = True,
+        with_scaling: bool = True,
+        quantile_range: tuple[float, float] = (25.0, 75.0),
+        copy: bool = True,
+        unit_variance: bool = False,
+        clip: float | None = None,
+    ) -> None:
+        self.with_centering = with_centering
+        self.with_scaling = with_scaling
+        self.quantile_range = quantile_range
+        self.copy = copy
+        self.unit_variance = unit_variance
+        self.clip = clip
+
+    # -- parameters ------------------------------------------------------------------------------
+    def _checked_range(self) -> tuple[float, float]:
+        for name in ("with_centering", "with_scaling", "copy", "unit_variance"):
+            _check_bool(name, getattr(self, name))
+        self._check_clip()
+        qr = self.quantile_range
+        ok = (
+            isinstance(qr, Sequence)
+            and len(qr) == 2
+            and all(isinstance(q, Real) and not isinstance(q, bool) for q in qr)
+            and 0 <= qr[0] <= qr[1] <= 100
+        )
+        if not ok:
+            raise UsageError(
+                "quantile_range should be a pair (q_min, q_max) with 0 <= q_min <= q_max <= 100, "
+                f"but got quantile_range={qr!r}"
+            )
+        if self.unit_variance and not 0 < qr[0] < qr[1] < 100:
+            # The normal quantiles of 0 and 100 are infinite: every scale would become 0.
+            raise UsageError(
+                "unit_variance=True needs 0 < q_min < q_max < 100, but got "
+                f"quantile_range={qr!r}; narrow the range or set unit_variance=False"
+            )
+        return float(qr[0]), float(qr[1])
+
+    def _check_clip(self) -> None:
+        c = self.clip
+        if c is not None and not (isinstance(c, Real) and not isinstance(c, bool) and c > 0):
+            raise UsageError(f"clip should be None or a positive number, but got clip={c!r}")
+
+    def _names(self, n_features: int) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            return [f"x{i}" for i in range(n_features)]
+        return [str(n) for n in names]
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, *, columns: Sequence[str] | None = None) -> RobustScaler:
+        """Compute the median and quantile range of every feature.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), DataFrame, path or Source
+            In-memory data, or a dataset source (a parquet/CSV/Arrow file or directory,
+            or a :class:`~pipeline.source.Source`). A source is streamed, never loaded
+            whole, and gives exact results in bounded memory (see :func:`exact_quantiles`:
+            usually two passes, 512 KiB per column plus at most 32 MiB of values); values
+            are read as float64 and nulls count as NaN.
+        y : None
+            Ignored.
+        columns : list of str, optional
+            For a source: the columns to scale; default all numeric columns.
+
+        Returns
+        -------
+        RobustScaler
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            +inf or -inf in the data; a parameter out of range (:class:`UsageError`).
+        """
+        q_min, q_max = self._checked_range()
+        if _is_source(X):
+            center, quantiles = self._fit_source(X, columns)
+        else:
+            if columns is not None:
+                raise UsageError(
+                    "columns= applies to a dataset source; for a DataFrame, select the "
+                    "columns first: scaler.fit(df[columns])"
+                )
+            X = validate_data(self, X, dtype=FLOAT_DTYPES, ensure_all_finite=False, reset=True)
+            _reject_inf(X, self._names(X.shape[1]))
+            center = np.nanmedian(X, axis=0) if self.with_centering else None
+            quantiles = np.nanpercentile(X, [q_min, q_max], axis=0) if self.with_scaling else None
+        self.center_ = center
+        self._set_scale(quantiles, q_min, q_max)
+        return self
+
+    def _fit_source(self, X: Any, columns: Sequence[str] | None) -> tuple[Any, Any]:
+        src = open_source(X)
+        names = _source_columns(src, columns)
+        center, quantiles, counts = exact_quantiles(
+            _source_reader(src, names),
+            names,
+            list(self.quantile_range) if self.with_scaling else [],
+            median=self.with_centering,
+            where=f"{src.path}: ",
+        )
+        for j in np.flatnonzero(counts == 0):
+            warnings.warn(
+                f"{src.path}: column {names[j]!r} has no non-NaN values; its center and scale "
+                "are NaN and transform will give NaN for it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self.n_features_in_ = len(names)
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        return center, (quantiles if self.with_scaling else None)
+
+    def _set_scale(self, quantiles: np.ndarray | None, q_min: float, q_max: float) -> None:
+        self.zero_iqr_features_ = np.empty(0, dtype=np.intp)
+        self.findings_: list[Finding] = []
+        if quantiles is None:
+            self.scale_ = None
+            return
+        scale = np.asarray(quantiles[1] - quantiles[0])
+        # scikit-learn's _handle_zeros_in_scale: ranges this small would blow values up.
+        zero = scale < 10 * np.finfo(scale.dtype).eps
+        scale[zero] = 1.0
+        if self.unit_variance:
+            from scipy.special import ndtri  # scipy.stats.norm.ppf, without importing stats
+
+            scale = scale / (ndtri(q_max / 100.0) - ndtri(q_min / 100.0))
+        self.scale_ = scale
+        self.zero_iqr_features_ = np.flatnonzero(zero)
+        names = self._names(scale.shape[0])
+        for j in self.zero_iqr_features_.tolist():
+            lo, hi = float(quantiles[0][j]), float(quantiles[1][j])
+            observed = f"q{q_min:g} = q{q_max:g} = {lo:.6g}" if lo == hi else (
+                f"q{q_min:g} = {lo:.6g} and q{q_max:g} = {hi:.6g} differ by {hi - lo:.3g}"
+            )
+            self.findings_.append(
+                Finding(
+                    check="zero_iqr",
+                    column=names[j],
+                    severity="warning",
+                    count=1,
+                    fraction=hi - lo,
+                    message=(
+                        f"column {names[j]!r} has zero quantile range ({observed}), so robust "
+                        "scaling is undefined; its scale was set to 1 (centred only): leave the "
+                        "column out or check why it is (nearly) constant"
+                    ),
+                )
+            )
+
+    # -- transforming ----------------------------------------------------------------------------
+    def transform(self, X: Any) -> np.ndarray:
+        """Centre and scale ``X`` (NaN stays NaN).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        self._check_clip()
+        X = validate_data(
+            self,
+            X,
+            copy=self.copy,
+            dtype=FLOAT_DTYPES,
+            force_writeable=True,
+            ensure_all_finite=False,
+            reset=False,
+        )
+        _reject_inf(X, self._names(X.shape[1]))
+        # Apply what was learned, whatever the parameters say now.
+        if self.center_ is not None:
+            X -= self.center_
+        if self.scale_ is not None:
+            X /= self.scale_
+        if self.clip is not None:
+            np.clip(X, -self.clip, self.clip, out=X)
+        return X
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        """Undo :meth:`transform` (except clipping).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        X = check_array(
+            X, copy=self.copy, dtype=FLOAT_DTYPES, force_writeable=True, ensure_all_finite=False
+        )
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but RobustScaler is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        _reject_inf(X, self._names(X.shape[1]))
+        if self.scale_ is not None:
+            X *= self.scale_
+        if self.center_ is not None:
+            X += self.center_
+        return X
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # -- torch -----------------------------------------------------------------------------------
+    def to_torch(self) -> nn.Module:
+        """The fitted scaling as a ``torch.nn.Module``.
+
+        Returns
+        -------
+        TorchRobustScaler
+            ``(x - center) / scale``, then clipping; ``center`` and ``scale`` are float32
+            buffers, so ``.to("cuda")`` moves them with the model.
+
+        Examples
+        --------
+        >>> import torch
+        >>> module = RobustScaler().fit([[0.0], [1.0], [2.0]]).to_torch()
+        >>> module(torch.tensor([[3.0]]))
+        tensor([[2.]])
+        """
+        check_is_fitted(self)
+        n = self.n_features_in_
+        center = np.zeros(n) if self.center_ is None else self.center_
+        scale = np.ones(n) if self.scale_ is None else self.scale_
+        return _torch_scaler_class()(center, scale, clip=self.clip)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the parameters and the fitted state to a JSON file, atomically.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file; replaced in one step (a reader never sees half a file).
+        """
+        check_is_fitted(self)
+        names = getattr(self, "feature_names_in_", None)
+        params = self.get_params()
+        params["quantile_range"] = [float(q) for q in params["quantile_range"]]
+        state = {
+            "format": _SAVE_FORMAT,
+            "version": _SAVE_VERSION,
+            "params": params,
+            "n_features_in_": int(self.n_features_in_),
+            "feature_names_in_": None if names is None else [str(n) for n in names],
+            "center_": _to_json_floats(self.center_),
+            "scale_": _to_json_floats(self.scale_),
+            "zero_iqr_features_": [int(j) for j in self.zero_iqr_features_],
+            "findings_": [f.to_dict() for f in self.findings_],
+        }
+        _write_atomically(path, json.dumps(state, indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RobustScaler:
+        """Read a scaler written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+
+        Returns
+        -------
+        RobustScaler
+            Fitted, equal to the one saved.
+
+        Raises
+        ------
+        UsageError
+            When the file is missing or is not a saved RobustScaler.
+        """
+        try:
+            state = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"{os.fspath(path)}: cannot read a saved RobustScaler ({exc}); "
+                "pass a file written by RobustScaler.save"
+            ) from exc
+        if not isinstance(state, dict) or state.get("format") != _SAVE_FORMAT:
+            raise UsageError(
+                f"{os.fspath(path)}: not a saved RobustScaler (no \"format\": \"{_SAVE_FORMAT}\"); "
+                "pass a file written by RobustScaler.save"
+            )
+        params = dict(state["params"])
+        params["quantile_range"] = tuple(params["quantile_range"])
+        scaler = cls(**params)
+        scaler.n_features_in_ = int(state["n_features_in_"])
+        if state["feature_names_in_"] is not None:
+            scaler.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
+        scaler.center_ = _from_json_floats(state["center_"])
+        scaler.scale_ = _from_json_floats(state["scale_"])
+        scaler.zero_iqr_features_ = np.asarray(state["zero_iqr_features_"], dtype=np.intp)
+        scaler.findings_ = [Finding(**f) for f in state["findings_"]]
+        return scaler
+
+
+def _to_json_floats(values: np.ndarray | None) -> list[float | None] | None:
+    # JSON has no NaN; null stands for it (a column without any non-NaN value).
+    if values is None:
+        return None
+    return [None if np.isnan(v) else float(v) for v in values.tolist()]
+
+
+def _from_json_floats(values: list[float | None] | None) -> np.ndarray | None:
+    if values is None:
+        return None
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _write_atomically(path: str | os.PathLike[str], text: str) -> None:
+    target = os.path.abspath(os.fspath(path))
+    fd, tmp = tempfile.mkstemp(
+        dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# The torch module, built on first use so that importing this module does not import torch
+# --------------------------------------------------------------------------------------------
+@functools.cache
+def _torch_scaler_class() -> type[nn.Module]:
+    import torch
+    from torch import nn
+
+    class TorchRobustScaler(nn.Module):
+        """``(x - center) / scale``, then optional clipping to ``[-clip, clip]``.
+
+        Parameters
+        ----------
+        center, scale : array-like of shape (n_features,)
+            Stored as float32 buffers (they follow ``.to(device)`` and ``state_dict``).
+        clip : float or None, default None
+        """
+
+        center: torch.Tensor
+        scale: torch.Tensor
+
+        def __init__(self, center: Any, scale: Any, clip: float | None = None) -> None:
+            super().__init__()
+            self.register_buffer("center", torch.as_tensor(np.asarray(center, dtype=np.float32)))
+            self.register_buffer("scale", torch.as_tensor(np.asarray(scale, dtype=np.float32)))
+            self.clip = None if clip is None else float(clip)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = (x - self.center) / self.scale
+            if self.clip is not None:
+                out = out.clamp(-self.clip, self.clip)  # NaN stays NaN
+            return out
+
+        def extra_repr(self) -> str:
+            return f"n_features={self.center.numel()}, clip={self.clip}"
+
+    # Importable and picklable as pipeline.scaler.TorchRobustScaler (see __getattr__ below).
+    TorchRobustScaler.__module__ = __name__
+    TorchRobustScaler.__qualname__ = "TorchRobustScaler"
+    return TorchRobustScaler
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TorchRobustScaler":
+        return _torch_scaler_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
