@@ -18,14 +18,17 @@ install: $(STAMP)
 
 # The sample files carry injected faults, so `validate` exits 1 on two of them:
 # that is the gate working. Only exit codes above 1 (bad usage, crash) fail here.
+# The label comes from each schema's dataset block (metadata: batchguard: label);
+# without a schema file it is passed on the command line.
 demo: install
 	@for spec in credit:default sensors:failure clean:segment; do \
 		file=$${spec%%:*}; label=$${spec##*:}; \
-		echo "== validate sample_data/$$file.parquet --schema schemas/$$file.yaml"; \
-		$(VENV)/bin/validate sample_data/$$file.parquet --label $$label \
-			$$( [ -f schemas/$$file.yaml ] && echo --schema schemas/$$file.yaml ) \
+		if [ -f schemas/$$file.yaml ]; then how="--schema schemas/$$file.yaml"; \
+		else how="--label $$label"; fi; \
+		echo "== validate sample_data/$$file.parquet $$how"; \
+		$(VENV)/bin/validate sample_data/$$file.parquet $$how \
 			--quarantine out/$$file.quarantine.parquet --clean out/$$file.clean.parquet \
-			--no-progress; \
+			--report out/$$file.report.html --no-progress; \
 		status=$$?; [ $$status -le 1 ] || exit $$status; \
 	done
 
@@ -35,6 +38,7 @@ out:
 demo: | out
 
 test: install
+	bash scripts/ensure-chromium.sh
 	$(PY) -m pytest -q
 
 lint: install

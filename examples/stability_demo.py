@@ -115,33 +115,56 @@ def run_demo(rows: int = 20_000, epochs: int = 3, workdir: str | None = None) ->
 
         x, y = _arrays(clean_t)
         scale = _standardise(x)
-        clean_loader = DataLoader(TensorDataset(torch.from_numpy(scale(x)), torch.from_numpy(y)),
-                                  batch_size=256, shuffle=True,
-                                  generator=torch.Generator().manual_seed(0))
-        reference = _train("uncorrupted data, plain DataLoader", clean_loader, scale,
-                           x_eval, y_eval, epochs)
+        clean_loader = DataLoader(
+            TensorDataset(torch.from_numpy(scale(x)), torch.from_numpy(y)),
+            batch_size=256,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
+        reference = _train(
+            "uncorrupted data, plain DataLoader", clean_loader, scale, x_eval, y_eval, epochs
+        )
 
         xb, yb = _arrays(corrupt_t)
         scale_b = _standardise(xb)
-        plain_loader = DataLoader(TensorDataset(torch.from_numpy(scale_b(xb).astype(np.float32)),
-                                                torch.from_numpy(yb)), batch_size=256)
-        plain = _train("corrupted data, plain DataLoader", plain_loader, scale_b,
-                       x_eval, y_eval, epochs)
+        plain_loader = DataLoader(
+            TensorDataset(torch.from_numpy(scale_b(xb).astype(np.float32)), torch.from_numpy(yb)),
+            batch_size=256,
+        )
+        plain = _train(
+            "corrupted data, plain DataLoader", plain_loader, scale_b, x_eval, y_eval, epochs
+        )
 
         finite = np.isfinite(xb).all(axis=1)  # the usual half-fix: drop non-finite rows
         scale_h = _standardise(xb[finite])
         half_loader = DataLoader(
-            TensorDataset(torch.from_numpy(scale_h(xb[finite]).astype(np.float32)),
-                          torch.from_numpy(yb[finite])), batch_size=256)
-        half = _train("corrupted data, NaN/inf rows dropped by hand", half_loader, scale_h,
-                      x_eval, y_eval, epochs)
+            TensorDataset(
+                torch.from_numpy(scale_h(xb[finite]).astype(np.float32)),
+                torch.from_numpy(yb[finite]),
+            ),
+            batch_size=256,
+        )
+        half = _train(
+            "corrupted data, NaN/inf rows dropped by hand",
+            half_loader,
+            scale_h,
+            x_eval,
+            y_eval,
+            epochs,
+        )
 
-        loader = make_loader(folder / "corrupted.parquet", label="label", batch_size=256,
-                             quarantine=folder / "quarantine.parquet", cache_dir=folder / "cache")
+        loader = make_loader(
+            folder / "corrupted.parquet",
+            label="label",
+            batch_size=256,
+            quarantine=folder / "quarantine.parquet",
+            cache_dir=folder / "cache",
+        )
         g = guard(loader, quarantine=folder / "guard-quarantine")
         scaler = loader.batchguard.scaler
-        guarded = _train("corrupted data, make_loader + guard", g, scaler.transform,
-                         x_eval, y_eval, epochs, g)
+        guarded = _train(
+            "corrupted data, make_loader + guard", g, scaler.transform, x_eval, y_eval, epochs, g
+        )
     return {"reference": reference, "plain": plain, "half": half, "guarded": guarded}
 
 

@@ -3,6 +3,11 @@
 Public names are imported lazily, so ``import pipeline`` (and the ``validate``
 command's start-up) stays fast: torch, pandas, pandera and scikit-learn load
 only when the name that needs them is first used.
+
+``import pipeline`` also makes batchguard's statistical checks (``is_finite``,
+``max_nan_fraction``, ...) known to pandera, so ``DataFrameSchema.from_yaml``
+can read a batchguard schema file: at once if pandera is already imported,
+otherwise the moment it is (pandera is not imported on our account).
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ _LAZY = {
     "guarded_collate": "guard",
     "Guard": "guard",
     "ValidationOptions": "options",
+    "Schema": "schema",
+    "load_schema": "schema",
+    "infer_schema": "schema",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -56,12 +64,18 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import BadBatchError, BatchguardError, SchemaFileError, SourceError, UsageError
     from .findings import Finding
+    from .guard import Guard, guard, guarded_collate
+    from .loader import Batch, make_loader
     from .options import ValidationOptions
     from .profile import ColumnProfile, Profile, profile
     from .report import Report
-    from .source import Source, open_source
-    from .guard import Guard, guard, guarded_collate
-    from .loader import Batch, make_loader
     from .sampler import StratifiedBatchSampler
     from .scaler import RobustScaler
+    from .schema import Schema, infer_schema, load_schema
+    from .source import Source, open_source
     from .validation import validate
+
+# Let pandera read schema files that use batchguard's checks (see pipeline/schema/_hook.py).
+from .schema._hook import install as _install_pandera_hook  # noqa: E402
+
+_install_pandera_hook()

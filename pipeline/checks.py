@@ -9,7 +9,7 @@ profile pass, so their result cannot depend on how the data was batched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +35,7 @@ DEFAULT_SEVERITY = {
     "outlier": "warning",
     "class_imbalance": "warning",
     "bad_rows": "error",
+    "empty": "error",
 }
 
 
@@ -58,7 +59,9 @@ def column_findings(profile: Profile, options: ValidationOptions) -> list[Findin
         In column order; checks whose severity is "off" are left out.
     """
     if profile.rows == 0:
-        return []
+        empty = Finding("empty", None, severity("empty", options), 0, 0.0,  # type: ignore[arg-type]
+                        "the dataset has no rows; check the export or the path")
+        return [empty] if empty.severity != "off" else []
     found: list[Finding] = []
     for name, column in profile.columns.items():
         if column.kind == "other":
@@ -168,32 +171,46 @@ class Fences:
         return f"[{self.low:.6g}, {self.high:.6g}]"
 
 
-def outlier_fences(profile: Profile, options: ValidationOptions) -> dict[str, Fences]:
+def outlier_fences(
+    profile: Profile,
+    options: ValidationOptions,
+    overrides: Mapping[str, tuple[str, float]] | None = None,
+) -> dict[str, Fences]:
     """Fences of every numeric column where outliers are defined.
 
     Columns that are constant, have zero spread, or are the label get none.
+    ``overrides`` maps a column to its own ``(method, threshold)`` (a schema's
+    ``outliers`` check); the other columns use ``options``.
     """
-    if options.outlier_method == "none" or severity("outlier", options) == "off":
+    if severity("outlier", options) == "off":
         return {}
-    k = options.outlier_threshold
+    overrides = overrides or {}
     fences: dict[str, Fences] = {}
     for name, column in profile.columns.items():
         if column.kind != "numeric" or name == options.label:
             continue
-        st = profile.stats(name)
-        if st.q25 is None or st.q75 is None or st.median is None:
-            continue
-        if options.outlier_method == "iqr":
-            iqr = st.q75 - st.q25
-            if iqr > 0:
-                fences[name] = Fences(st.q25 - k * iqr, st.q75 + k * iqr, st.q25, st.q75, iqr)
-        else:  # mad
-            x = profile.sample_values(name)
-            mad = float(np.median(np.abs(x - st.median))) * 1.4826
-            if mad > 0:
-                m = st.median
-                fences[name] = Fences(m - k * mad, m + k * mad, m, m, mad)
+        method, k = overrides.get(name, (options.outlier_method, options.outlier_threshold))
+        fence = _fence(profile, name, method, k)
+        if fence is not None:
+            fences[name] = fence
     return fences
+
+
+def _fence(profile: Profile, name: str, method: str, k: float) -> Fences | None:
+    if method == "none":
+        return None
+    st = profile.stats(name)
+    if st.q25 is None or st.q75 is None or st.median is None:
+        return None
+    if method == "iqr":
+        iqr = st.q75 - st.q25
+        return Fences(st.q25 - k * iqr, st.q75 + k * iqr, st.q25, st.q75, iqr) if iqr > 0 else None
+    x = profile.sample_values(name)  # mad
+    mad = float(np.median(np.abs(x - st.median))) * 1.4826
+    if mad <= 0:
+        return None
+    m = st.median
+    return Fences(m - k * mad, m + k * mad, m, m, mad)
 
 
 def non_finite_rule(columns: Sequence[str]) -> RowRule:

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
@@ -29,11 +30,18 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.argument("dataset", type=click.Path(dir_okay=True, path_type=str))
+# readable=False: the source's own check gives the one-line message with a tip.
+@click.argument("dataset", type=click.Path(dir_okay=True, readable=False, path_type=str))
 @click.option(
     "--schema",
     type=click.Path(dir_okay=False, path_type=str),
     help="pandera YAML schema with the dataset's checks.",
+)
+@click.option(
+    "--infer-schema",
+    type=click.Path(dir_okay=False, path_type=str),
+    metavar="OUT.yaml",
+    help="Write a schema inferred from DATASET to OUT.yaml and exit (no validation).",
 )
 @click.option("--label", metavar="COL", help="Label column: class counts and imbalance check.")
 @click.option(
@@ -45,6 +53,12 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
     "--clean",
     type=click.Path(dir_okay=False, path_type=str),
     help="Write all other rows here (.parquet, or .arrow/.feather for the loader).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write a self-contained HTML report here (.html).",
 )
 @click.option(
     "--profile-out",
@@ -124,6 +138,11 @@ def validate_command(dataset: str, **kw: Any) -> None:
     3 (internal error).
     """
     debug = kw.pop("debug")
+    # Options left at their defaults are not passed on, so a schema's dataset block
+    # (label, thresholds) is overridden only by what the user actually set.
+    ctx = click.get_current_context()
+    defaults = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    kw = {k: v for k, v in kw.items() if ctx.get_parameter_source(k) not in defaults}
     try:
         code = _run(dataset, **kw)
     except KeyboardInterrupt:
@@ -151,12 +170,18 @@ def _run(dataset: str, **kw: Any) -> int:
     from .report import render
     from .validation import validate
 
-    fmt = kw.pop("fmt")
-    output = kw.pop("output")
-    quiet = kw.pop("quiet")
-    no_progress = kw.pop("no_progress")
-    profile_out = kw.pop("profile_out")
+    fmt = kw.pop("fmt", "text")
+    output = kw.pop("output", None)
+    quiet = kw.pop("quiet", False)
+    no_progress = kw.pop("no_progress", False)
+    profile_out = kw.pop("profile_out", None)
+    report_path = kw.pop("report_path", None)
+    if report_path is not None:
+        _check_html_path(report_path, dataset)
+    infer_to = kw.pop("infer_schema", None)
     options = {k: v for k, v in kw.items() if v is not None}
+    if infer_to is not None:
+        return _infer(dataset, infer_to, options, quiet=quiet)
     with _progress(enabled=not no_progress and sys.stderr.isatty()) as tick:
         report = validate(dataset, progress=tick, **options)
     if profile_out:
@@ -164,6 +189,15 @@ def _run(dataset: str, **kw: Any) -> int:
 
         write_text(profile_out, json.dumps(report.profile.to_dict(), default=str) + "\n")
         report.outputs["profile"] = profile_out
+    if report_path:
+        from .report import write_html
+
+        write_html(report, report_path)
+        report.outputs["report"] = report_path
+    if fmt == "github":
+        from .report import write_step_summary
+
+        write_step_summary(report)
     text = render(report, fmt)
     if output:
         write_text(output, text)
@@ -175,6 +209,80 @@ def _run(dataset: str, **kw: Any) -> int:
     if not quiet:
         click.echo(report.verdict(), err=True)
     return report.exit_code
+
+
+#: options that make no sense when only inferring a schema
+_NOT_WITH_INFER = ("schema", "quarantine", "clean")
+#: options recorded in the inferred schema's dataset block
+_RECORDED = (
+    "max_bad_rows",
+    "min_class_share",
+    "near_constant_threshold",
+    "outlier_method",
+    "outlier_threshold",
+    "strict",
+)
+
+
+def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> int:
+    """``--infer-schema``: write the schema, say so on stderr, exit 0 without validating."""
+    from .errors import UsageError
+    from .schema import infer_schema
+
+    clash = [name for name in _NOT_WITH_INFER if name in options]
+    if clash:
+        raise UsageError(
+            f"--infer-schema writes a schema and does not validate; drop --{clash[0]} "
+            "(then validate with --schema)"
+        )
+    _check_schema_path(out, dataset)
+    settings = {k: options[k] for k in _RECORDED if k in options}
+    schema = infer_schema(
+        dataset,
+        label=options.get("label"),
+        settings=settings,
+        batch_size=options.get("batch_size", 65_536),
+    )
+    header = (
+        f"batchguard schema inferred from {dataset} (pandera YAML).\n"
+        "Ranges widen the observed min/max by 10% of the range; isin lists observed "
+        "categories.\nReview and tighten before gating on it: see docs/schemas.md."
+    )
+    schema.to_yaml(out, header=header)
+    if not quiet:
+        tail = f"; note: {'; '.join(schema.notes)}" if schema.notes else ""
+        click.echo(
+            f"wrote {out}: {len(schema.columns)} columns inferred from {dataset}{tail}", err=True
+        )
+    return 0
+
+
+def _check_html_path(out: str, dataset: str) -> None:
+    import os
+
+    from .errors import UsageError
+
+    folder = os.path.dirname(out) or "."
+    if not out.lower().endswith((".html", ".htm")):
+        raise UsageError(f"--report {out}: use a .html file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--report {out}: folder {folder} does not exist; create it first")
+    if os.path.exists(dataset) and os.path.realpath(out) == os.path.realpath(dataset):
+        raise UsageError(f"--report {out} would overwrite the input; choose another path")
+
+
+def _check_schema_path(out: str, dataset: str) -> None:
+    import os
+
+    from .errors import UsageError
+
+    folder = os.path.dirname(out) or "."
+    if not out.lower().endswith((".yaml", ".yml")):
+        raise UsageError(f"--infer-schema {out}: use a .yaml file name")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--infer-schema {out}: folder {folder} does not exist; create it first")
+    if os.path.exists(dataset) and os.path.realpath(out) == os.path.realpath(dataset):
+        raise UsageError(f"--infer-schema {out} would overwrite the input; choose another path")
 
 
 def _print_rich(report: Any) -> None:

@@ -25,6 +25,7 @@ REASONS: dict[str, str] = {
     "outlier": "robust score beyond the threshold",
     "class_imbalance": "minority class share below the threshold",
     "bad_rows": "more rows quarantined than the gate allows",
+    "empty": "the dataset has no rows",
     "batch_constant": "a feature is constant within a live batch but varies in the dataset",
     "batch_single_class": "a live batch holds a single class",
     "loss_spike": "a batch's loss is non-finite or spikes",

@@ -267,6 +267,7 @@ class RowSample:
         self._pieces: list[pa.Table] = []
         self._rows = 0
         self._threshold = np.iinfo(np.uint64).max
+        self._table: pa.Table | None = None  # the sorted sample, until the next change
 
     def update(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Offer the rows of ``batch`` to the sample."""
@@ -281,6 +282,7 @@ class RowSample:
         self._add(table.append_column(self._KEY, pa.array(keys)))
 
     def _add(self, table: pa.Table) -> None:
+        self._table = None
         self._pieces.append(table)
         self._rows += table.num_rows
         if self._rows > 2 * self.size:
@@ -307,12 +309,14 @@ class RowSample:
 
     def table(self) -> pa.Table:
         """The sampled rows in row-id order (without the hash column)."""
-        self._prune()
-        if not self._pieces:
-            return pa.table({})
-        table = self._pieces[0]
-        order = pc.sort_indices(table.column(ROW_ID))
-        return table.take(order).drop_columns([self._KEY])
+        if self._table is None:
+            self._prune()
+            if not self._pieces:
+                return pa.table({})
+            table = self._pieces[0]
+            order = pc.sort_indices(table.column(ROW_ID))
+            self._table = table.take(order).drop_columns([self._KEY]).combine_chunks()
+        return self._table
 
     def to_state(self) -> str:
         self._prune()

@@ -34,6 +34,10 @@ PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv")
 IPC_SUFFIXES = (".arrow", ".feather", ".ipc")
 
+# What pyarrow raises on damaged files: its own errors, I/O errors, and ValueErrors
+# (UnicodeDecodeError among them) from metadata it cannot decode.
+_READ_ERRORS = (pa.ArrowException, OSError, ValueError)
+
 _TIP_FORMATS = "pass a .parquet, .csv, .arrow/.feather file or a directory of parquet files"
 
 
@@ -218,7 +222,7 @@ class Source:
                     with pa.ipc.open_stream(pa.memory_map(f.path, "r")) as reader:
                         return reader.schema
             return self._open_csv(f.path).schema
-        except (pa.ArrowException, OSError) as exc:
+        except _READ_ERRORS as exc:
             raise _describe_error(f.path, f.kind, exc) from exc
 
     def _read_schemas(self) -> tuple[pa.Schema, list[pa.Schema]]:
@@ -293,7 +297,7 @@ class Source:
                     )
                 except pa.ArrowInvalid:
                     return None
-        except (pa.ArrowException, OSError) as exc:
+        except _READ_ERRORS as exc:
             raise _describe_error(f.path, f.kind, exc) from exc
         return None
 
@@ -357,7 +361,8 @@ class Source:
         pyarrow.RecordBatch
         """
         wanted = list(self.columns if columns is None else columns)
-        missing = [c for c in wanted if c not in self.schema.names]
+        names = set(self.schema.names)
+        missing = [c for c in wanted if c not in names]
         if missing:
             raise SourceError(
                 f"{self.path}: no column named {missing[0]!r}; columns are {self.columns}"
@@ -397,7 +402,8 @@ class Source:
             else:
                 for batch in self._open_csv(f.path):
                     yield from _slices(batch.select(file_cols), self.batch_size)
-        except pa.ArrowException as exc:
+        except _READ_ERRORS as exc:
+            # Damage past the footer only shows up while decoding pages.
             raise _describe_error(f.path, f.kind, exc) from exc
 
     def _read_ipc(self, path: str, cols: list[str], part: int | None) -> Iterator[pa.RecordBatch]:
@@ -421,6 +427,7 @@ class Source:
             n = batch.num_rows
             arrays = list(batch.columns)
             names = list(batch.schema.names)
+            _check_utf8(f.path, names, arrays, offset)
             for key, value in f.partition.items():
                 typ = self.schema.field(key).type
                 arrays.append(pa.array([int(value) if typ == pa.int64() else value] * n, typ))
@@ -433,6 +440,22 @@ class Source:
                 ids = pa.array(np.arange(offset, offset + n, dtype=np.int64))
             offset += n
             yield pa.RecordBatch.from_arrays([*arrays, ids], names=[*names, ROW_ID])
+
+
+def _check_utf8(path: str, names: list[str], arrays: list[pa.Array], offset: int) -> None:
+    """Parquet does not validate string bytes; invalid UTF-8 would crash readers later."""
+    for name, arr in zip(names, arrays, strict=True):
+        typ = arr.type.value_type if pa.types.is_dictionary(arr.type) else arr.type
+        if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
+            continue
+        try:
+            arr.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            raise SourceError(
+                f"{path}: column '{name}' holds bytes that are not valid UTF-8 (rows "
+                f"{offset}-{offset + len(arr) - 1}); fix the encoding upstream or store the "
+                "column as binary"
+            ) from exc
 
 
 def _slices(batch: pa.RecordBatch, size: int) -> Iterator[pa.RecordBatch]:

@@ -31,7 +31,7 @@ from .checks import (
     severity,
 )
 from .errors import UsageError
-from .findings import ROW_LEVEL, Finding
+from .findings import REASONS, Finding
 from .options import ValidationOptions
 from .profile import BatchSummary, Profile
 from .quarantine import OutputSplitter, bad_row_mask, check_output_path
@@ -147,7 +147,7 @@ def _row_message(
         "inf": "infinite values",
         "null": "null values",
         "outlier": f"outliers outside {threshold}",
-        "schema": f"rows failing schema check '{schema_check}'",
+        "schema": f"rows failing schema check {threshold or schema_check}",
     }.get(check, f"rows failing '{check}'")
     where = f"column '{column}' of {dataset}" if column else dataset
     rows = ", ".join(str(r) for r in sorted(sample))
@@ -209,13 +209,16 @@ def validate(
     """
     started = time.perf_counter()
     plan = _schema_plan(schema)
+    label_from = "--label"
     if plan is not None:
+        if "label" in plan.options and "label" not in options:
+            label_from = f"{plan.name or 'the schema'}: label"
         options = {**plan.options, **options}
     opts = ValidationOptions.from_kwargs(**options)
     src = open_source(source, batch_size=opts.batch_size)
     if opts.label is not None and opts.label not in src.columns:
         raise UsageError(
-            f"--label {opts.label!r}: {src.path} has no such column; columns are "
+            f"{label_from} {opts.label!r}: {src.path} has no such column; columns are "
             f"{', '.join(src.columns)}"
         )
     outputs = {
@@ -228,14 +231,17 @@ def validate(
     findings: list[Finding] = []
     rules: list[RowRule] = []
     if plan is not None:
-        findings.extend(plan.structure_findings(src))
+        findings.extend(plan.structure_findings(src, opts))
         rules.extend(plan.row_rules(src))
 
     prof, notes = _profile_pass(src, opts, tick)
-    findings.extend(column_findings(prof, opts))
+    column_level = column_findings(prof, opts)
+    if plan is not None:  # the schema's column checks run on the merged profile
+        column_level = plan.profile_findings(prof, opts, column_level)
+    findings.extend(column_level)
 
     floats = [f.name for f in src.schema if pa.types.is_floating(f.type) and f.name != "_row_id"]
-    fences = outlier_fences(prof, opts)
+    fences = outlier_fences(prof, opts, None if plan is None else plan.outlier_overrides(src))
     kinds = {name: c.kind for name, c in prof.columns.items()}
     rules = [non_finite_rule(floats), *rules, outlier_rule(fences, kinds)]
 
@@ -263,6 +269,8 @@ def validate(
         raise
 
     findings.extend(tally.findings(prof.rows, src.path, opts))
+    if plan is not None:
+        plan.apply_check_severities(findings)
     findings = _order(findings, src.columns)
     findings.extend(_gate(findings, tally.quarantined, prof.rows, opts))
     report = Report(
@@ -328,15 +336,20 @@ def _batches(src: Source, chunks: list[Chunk] | None) -> Iterator[pa.RecordBatch
 
 
 def _order(findings: list[Finding], columns: list[str]) -> list[Finding]:
-    """Column-level findings first, then row-level; within each, in column order."""
+    """Column-level findings first, then row-level; within each, in column order.
+
+    Ties break on the reason code's place in REASONS and the schema check's name,
+    never on discovery order, which depends on the batch size.
+    """
     position = {name: i for i, name in enumerate(columns)}
-    checks = list(ROW_LEVEL)
+    checks = list(REASONS)
     return sorted(
         findings,
         key=lambda f: (
             f.row_level,
             position.get(f.column or "", -1),
             checks.index(f.check) if f.check in checks else -1,
+            f.schema_check or "",
         ),
     )
 

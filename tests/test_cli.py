@@ -139,3 +139,12 @@ def test_outputs_and_profile(tmp_path):
 def test_output_may_not_overwrite_input(tmp_path):
     out = run(str(SAMPLE_DATA / "clean.parquet"), "--clean", str(SAMPLE_DATA / "clean.parquet"))
     assert out.returncode == 2 and "would overwrite the input" in out.stderr
+
+
+def test_schema_file_sets_label_and_is_named_in_the_report():
+    data = str(SAMPLE_DATA / "clean.parquet")
+    out = run(data, "--schema", "schemas/clean.yaml", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["schema"] == "schemas/clean.yaml" and report["label"]["column"] == "segment"
+    assert "--infer-schema" in run("--help").stdout

@@ -83,9 +83,12 @@ def test_drop_removes_bad_rows_and_quarantines_them(tmp_path):
     assert len(batches) == 8  # never whole batches: the step count is unchanged
     table = pq.read_table(tmp_path / "q")
     assert sorted(table.column("_row_id").to_pylist()) == [1005, 1070, 1071]
-    reasons = {r: [c["check"] for c in rs] for r, rs in
-               zip(table.column("_row_id").to_pylist(), table.column("_reasons").to_pylist(),
-                   strict=True)}
+    reasons = {
+        r: [c["check"] for c in rs]
+        for r, rs in zip(
+            table.column("_row_id").to_pylist(), table.column("_reasons").to_pylist(), strict=True
+        )
+    }
     assert reasons == {1005: ["nan"], 1070: ["inf"], 1071: ["inf"]}
     assert g.stats.rows_dropped == 3
 
@@ -162,7 +165,9 @@ def test_collate_form_runs_in_workers(tmp_path):
     kept = torch.cat([b[2] for b in loader])
     assert len(kept) == 509
     assert sorted(pq.read_table(tmp_path / "q").column("_row_id").to_pylist()) == [
-        1005, 1070, 1071,
+        1005,
+        1070,
+        1071,
     ]
 
 

@@ -16,8 +16,12 @@ from tests.conftest import SAMPLE_DATA
 
 @pytest.fixture(scope="module")
 def credit_loader(tmp_path_factory):
-    return make_loader(SAMPLE_DATA / "credit.parquet", label="default", batch_size=250,
-                       cache_dir=tmp_path_factory.mktemp("cache"))
+    return make_loader(
+        SAMPLE_DATA / "credit.parquet",
+        label="default",
+        batch_size=250,
+        cache_dir=tmp_path_factory.mktemp("cache"),
+    )
 
 
 def test_credit_loader_serves_clean_scaled_stratified_batches(credit_loader, faults):
@@ -55,8 +59,13 @@ def test_epochs_reshuffle_and_workers_agree(credit_loader):
 
 
 def test_num_workers(tmp_path):
-    loader = make_loader(SAMPLE_DATA / "clean.parquet", label="segment", batch_size=512,
-                         num_workers=2, cache_dir=tmp_path)
+    loader = make_loader(
+        SAMPLE_DATA / "clean.parquet",
+        label="segment",
+        batch_size=512,
+        num_workers=2,
+        cache_dir=tmp_path,
+    )
     ids = torch.cat([b.row_id for b in loader])
     assert sorted(ids.tolist()) == list(range(10_000))
 
@@ -65,10 +74,18 @@ def test_chunked_cache_gives_the_same_rows(tmp_path):
     src = Source(SAMPLE_DATA / "clean.parquet")
     feats = ["age", "monthly_spend", "satisfaction"]
     write_feature_cache(src, feats, "segment", str(tmp_path / "one.arrow"))
-    write_feature_cache(src, feats, "segment", str(tmp_path / "many.arrow"),
-                        max_matrix_bytes=1000, chunk_bytes=12 * 700)
-    one, many = ArrowMatrixDataset(str(tmp_path / "one.arrow")), ArrowMatrixDataset(
-        str(tmp_path / "many.arrow"))
+    write_feature_cache(
+        src,
+        feats,
+        "segment",
+        str(tmp_path / "many.arrow"),
+        max_matrix_bytes=1000,
+        chunk_bytes=12 * 700,
+    )
+    one, many = (
+        ArrowMatrixDataset(str(tmp_path / "one.arrow")),
+        ArrowMatrixDataset(str(tmp_path / "many.arrow")),
+    )
     assert len(many._chunks) > 1
     idx = np.random.default_rng(0).integers(0, 10_000, 300)
     a, b = one[idx], many[idx]
@@ -80,17 +97,25 @@ def test_chunked_cache_gives_the_same_rows(tmp_path):
 def test_string_and_continuous_labels(tmp_path):
     rng = np.random.default_rng(1)
     n = 3000
-    table = pa.table({"a": rng.normal(size=n), "b": rng.normal(size=n),
-                      "kind": rng.choice(["cat", "dog", "eel"], n), "price": rng.gamma(2, size=n)})
+    table = pa.table(
+        {
+            "a": rng.normal(size=n),
+            "b": rng.normal(size=n),
+            "kind": rng.choice(["cat", "dog", "eel"], n),
+            "price": rng.gamma(2, size=n),
+        }
+    )
     path = tmp_path / "t.parquet"
     pq.write_table(table, path)
-    loader = make_loader(path, label="kind", features=["a", "b"], batch_size=100,
-                         cache_dir=tmp_path / "c1")
+    loader = make_loader(
+        path, label="kind", features=["a", "b"], batch_size=100, cache_dir=tmp_path / "c1"
+    )
     assert loader.batchguard.classes == ["cat", "dog", "eel"]
     y = torch.cat([b.label for b in loader])
     assert y.dtype == torch.int64 and set(y.tolist()) == {0, 1, 2}
-    reg = make_loader(path, label="price", features=["a", "b"], batch_size=100,
-                      cache_dir=tmp_path / "c2")
+    reg = make_loader(
+        path, label="price", features=["a", "b"], batch_size=100, cache_dir=tmp_path / "c2"
+    )
     y = torch.cat([b.label for b in reg])
     assert y.dtype == torch.float32 and len(y) == n
 
@@ -102,7 +127,9 @@ def test_bad_arguments(tmp_path):
         make_loader(SAMPLE_DATA / "clean.parquet", features=["channel"], cache_dir=tmp_path)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     n=st.integers(20, 400),
     bad=st.lists(st.integers(0, 399), max_size=20),
@@ -118,8 +145,13 @@ def test_each_clean_row_once_per_epoch(tmp_path_factory, n, bad, batch_size, str
     table = pa.table({"x": x, "z": rng.normal(size=n), "y": rng.integers(0, 3, n)})
     folder = tmp_path_factory.mktemp("t")
     pq.write_table(table, folder / "t.parquet")
-    loader = make_loader(folder / "t.parquet", label="y", batch_size=batch_size,
-                         stratify=stratify, cache_dir=folder / "c")
+    loader = make_loader(
+        folder / "t.parquet",
+        label="y",
+        batch_size=batch_size,
+        stratify=stratify,
+        cache_dir=folder / "c",
+    )
     expected = sorted(set(range(n)) - {i for i in bad if i < n})
     for epoch in range(2):
         if stratify:

@@ -43,6 +43,15 @@ class Report:
         Files written, by kind (``quarantine``, ``clean``, ...).
     schema : str, optional
         The schema file used, if any.
+    notes : list of str
+        Remarks for the reader (columns only counted, schema notes).
+    elapsed : float
+        Seconds the run took.
+    examples : list of dict
+        Up to a few quarantined rows for the HTML report, each
+        ``{"row_id": int, "reasons": [dict, ...], "values": {column: value}}``
+        (see :func:`pipeline.report.examples.examples_from_quarantine`). Not part
+        of the JSON report, which never holds data values beyond statistics.
     """
 
     dataset: str
@@ -56,6 +65,7 @@ class Report:
     schema: str | None = None
     notes: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    examples: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def rows_clean(self) -> int:
@@ -68,6 +78,20 @@ class Report:
     @property
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def failing(self) -> list[Finding]:
+        """The findings that fail the gate: errors, and warnings under ``strict``.
+
+        ``exit_zero`` does not change this list, only the exit code.
+        """
+        return [f for f in self.findings if self.fails(f)]
+
+    def fails(self, finding: Finding) -> bool:
+        """Whether ``finding`` fails the gate under this run's options."""
+        return finding.severity == "error" or (
+            self.options.strict and finding.severity == "warning"
+        )
 
     @property
     def passed(self) -> bool:
