@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -139,6 +140,10 @@ class Source:
         A parquet, CSV or Arrow IPC file, or a directory of parquet files.
     batch_size : int, default 65536
         Most rows per record batch; bounds the memory a batch takes.
+    prefetch : int, default 2
+        Batches decoded ahead in a background thread, so decoding (which
+        releases the GIL) overlaps the caller's work on the previous batch;
+        0 reads in the caller's thread.
 
     Attributes
     ----------
@@ -169,13 +174,20 @@ class Source:
     [0, 1]
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        prefetch: int = 2,
+    ):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
             raise SourceError(
                 f"batch_size should be a positive integer value, but got batch_size={batch_size!r}"
             )
         self.path = os.fspath(path)
         self.batch_size = batch_size
+        self.prefetch = prefetch
         self._files = self._list_files()
         self.format = self._files[0].kind
         self.schema, self._file_schemas = self._read_schemas()
@@ -368,12 +380,17 @@ class Source:
                 f"{self.path}: no column named {missing[0]!r}; columns are {self.columns}"
             )
         if chunks is None:
-            yield from self._iter_all(wanted)
-            return
+            batches = self._iter_all(wanted)
+        else:
+            batches = self._iter_chunks(wanted, chunks)
+        yield from _prefetch(batches, self.prefetch) if self.prefetch else batches
+
+    def _iter_chunks(self, wanted: list[str], chunks: Sequence[Chunk]) -> Iterator[pa.RecordBatch]:
+        by_path = {f.path: f for f in self._files}
         for chunk in chunks:
             if chunk.row_offset is None:
                 raise SourceError(f"{chunk.path}: this chunk cannot be read on its own")
-            f = next(x for x in self._files if x.path == chunk.path)
+            f = by_path[chunk.path]
             yield from self._with_ids(self._read_file(f, wanted, chunk.part), chunk.row_offset, f)
 
     def _iter_all(self, wanted: list[str]) -> Iterator[pa.RecordBatch]:
@@ -440,6 +457,51 @@ class Source:
                 ids = pa.array(np.arange(offset, offset + n, dtype=np.int64))
             offset += n
             yield pa.RecordBatch.from_arrays([*arrays, ids], names=[*names, ROW_ID])
+
+
+def _prefetch(batches: Iterator[pa.RecordBatch], depth: int) -> Iterator[pa.RecordBatch]:
+    """Run ``batches`` in a background thread, at most ``depth`` batches ahead.
+
+    Errors are re-raised in the caller's thread, in order; when the caller stops
+    early (closes the generator), the reader stops at its next batch.
+    """
+    import queue
+    import threading
+
+    buffer: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for batch in batches:
+                if not put(("batch", batch)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the caller, who raises it
+            put(("error", exc))
+
+    reader = threading.Thread(target=work, name="batchguard-prefetch", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, item = buffer.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _check_utf8(path: str, names: list[str], arrays: list[pa.Array], offset: int) -> None:
