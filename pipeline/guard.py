@@ -6,10 +6,10 @@ attributes, ``state_dict``/``load_state_dict`` pass through to the loader.
 :func:`guarded_collate` runs the same checks inside a ``collate_fn``, for
 frameworks that rebuild loaders (Lightning, accelerate).
 
-Checks, in torch on the batch's own device, cheap path first: one
-``aminmax`` over the feature columns answers "any NaN/inf?", "any column
-constant?" and "any value out of range?" at once; rows are only located when
-one of them trips.
+Checks, in torch on the batch's own device, cheap path first: the per-column
+minima and maxima of the features (``amin``/``amax``, one transfer to the host)
+answer "any NaN/inf?", "any column constant?" and "any value out of range?" at
+once; rows are only located when one of them trips.
 
 - ``nan`` / ``inf`` (rows): non-finite features.
 - ``out_of_range`` (rows): a value beyond the dataset profile's outlier fences.
@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import operator
 import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -51,6 +52,7 @@ _FEATURE_KEYS = ("features", "x", "inputs", "input")
 _LABEL_KEYS = ("label", "labels", "y", "target", "targets")
 _ROW_ID_KEYS = ("row_id", "_row_id", "row_ids", "index")
 _FLUSH_ROWS = 4096
+_FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
 @dataclass
@@ -210,6 +212,8 @@ class BatchChecker:
         self.stats = GuardStats()
         self._seen_varying: np.ndarray | None = None
         self._labels_seen: set[Any] = set()
+        #: limits of the clean-batch test, per number of feature columns (see _clean)
+        self._limits: dict[int, tuple[list[float], list[float]] | None] = {}
 
     # -- the hot path --------------------------------------------------------------------------
     def __call__(self, batch: Any, index: int) -> Any:
@@ -222,14 +226,25 @@ class BatchChecker:
             raise UsageError(f"guard: the features of a batch are {type(x).__name__}, not a tensor")
         y = _tensor_or_none(lay.get(batch, lay.label))
         ids = _tensor_or_none(lay.get(batch, lay.row_id))
-        n = int(x.shape[0]) if x.dim() else 0
+        dims = x.dim()
+        n = int(x.shape[0]) if dims else 0
         self.stats.batches += 1
         self.stats.rows += n
         if n == 0 or not torch.is_floating_point(x):
             return batch
-        flat = x.reshape(n, -1)
-        low, high = torch.aminmax(flat, dim=0)
-        col_min, col_max = torch.stack((low, high)).cpu().numpy()
+        flat = x if dims == 2 else x.reshape(n, -1)
+        # Per-column min and max (NaN propagates) answer "any NaN/inf?", "anything out of
+        # range?" and "any column constant?" at once. torch.amin + torch.amax beat
+        # torch.aminmax(dim=0) ~4x on CPU; one transfer from other devices.
+        low, high = torch.amin(flat, 0), torch.amax(flat, 0)
+        if flat.is_cpu:
+            lows, highs = low.tolist(), high.tolist()
+        else:
+            lows, highs = torch.stack((low, high)).tolist()
+        if self._clean(lows, highs, y, n):
+            return batch
+        # Something may be wrong: the exact checks decide on their own.
+        col_min, col_max = np.array(lows, dtype=np.float64), np.array(highs, dtype=np.float64)
         row_problems: list[tuple[str, torch.Tensor, str]] = []
         batch_problems: list[tuple[str, str]] = []
         finite = bool(np.isfinite(col_min).all() and np.isfinite(col_max).all())
@@ -270,6 +285,42 @@ class BatchChecker:
             return batch
         return self._handle(batch, index, flat, y, ids, n, row_problems, batch_problems)
 
+    def _clean(self, lows: list[float], highs: list[float], y: Any, n: int) -> bool:
+        """True when the batch passes every check; decided from the column minima and maxima.
+
+        The usual case, so it runs on Python lists with C-level ``map`` loops: on a few dozen
+        values that costs less than numpy calls, whose fixed cost grows several-fold inside a
+        training loop (cold caches). False means only "maybe not": the exact checks follow.
+        Side effects are those of the exact checks on a clean batch.
+        """
+        width = len(lows)
+        if width not in self._limits:
+            self._limits[width] = self._quick_limits(width)
+        limits = self._limits[width]
+        if limits is None:
+            return False
+        # lo <= min and max <= hi, with the limits finite: also false for NaN and +-inf.
+        if not (all(map(operator.ge, lows, limits[0])) and all(map(operator.le, highs, limits[1]))):
+            return False
+        if "batch_constant" in self.checks and n >= self.min_rows_constant:
+            if any(map(operator.eq, lows, highs)):
+                return False
+            if self._varied is None:  # every column varies in this batch
+                self._seen_varying = np.ones(len(lows), dtype=bool)
+        if "batch_single_class" in self.checks and y is not None and n >= 2:
+            return self._single_class(y) is None
+        return True
+
+    def _quick_limits(self, width: int) -> tuple[list[float], list[float]] | None:
+        """Per-column (low, high) limits of :meth:`_clean`; None: leave it to the exact checks."""
+        if "out_of_range" not in self.checks or self._bounds is None:
+            return [-_FLOAT_MAX] * width, [_FLOAT_MAX] * width
+        lo = np.maximum(np.asarray(self._bounds[0], dtype=np.float64), -_FLOAT_MAX)
+        hi = np.minimum(np.asarray(self._bounds[1], dtype=np.float64), _FLOAT_MAX)
+        if lo.shape != (width,) or hi.shape != (width,):  # e.g. broadcasting bounds
+            return None
+        return lo.tolist(), hi.tolist()
+
     def _dataset_varied(self, col_min: np.ndarray, col_max: np.ndarray) -> np.ndarray:
         """Columns known to vary: from the profile, else from earlier batches."""
         if self._varied is not None:
@@ -280,8 +331,14 @@ class BatchChecker:
         return seen if seen is not None else np.zeros_like(now)
 
     def _single_class(self, y: torch.Tensor) -> Any:
+        if len(self._labels_seen) >= 2 and y.is_cpu:
+            # Two labels seen already: a batch with two different labels needs no more work,
+            # and a list of a few hundred labels answers that faster than torch ops do.
+            labels = (y if y.dim() == 1 else y.reshape(-1)).tolist()
+            if labels and labels.count(labels[0]) != len(labels):  # NaN counts as different
+                return None
         lo, hi = torch.aminmax(y.reshape(-1))
-        lo_v, hi_v = lo.item(), hi.item()
+        lo_v, hi_v = torch.stack((lo, hi)).tolist()  # one transfer from the device
         if lo_v != hi_v:
             if len(self._labels_seen) < 2:
                 self._labels_seen.update((lo_v, hi_v))
@@ -329,6 +386,13 @@ class BatchChecker:
     def flush(self) -> None:
         if self.quarantine is not None:
             self.quarantine.flush()
+
+
+def _median(values: Iterable[float]) -> float:
+    """The median as ``np.median`` computes it (mean of the middle two for an even count)."""
+    s = sorted(values)
+    k = len(s)
+    return s[k // 2] if k % 2 else (s[k // 2 - 1] + s[k // 2]) / 2
 
 
 def _tensor_or_none(value: Any) -> torch.Tensor | None:
@@ -458,14 +522,17 @@ class Guard:
         more than ``loss_threshold`` robust standard deviations, quarantines the
         batch's rows with reason ``loss_spike``. Spiking losses do not enter the history.
         """
-        value = float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        # .item() rather than float(): no detach() needed, and no warning for a grad tensor.
+        value = float(loss.item() if isinstance(loss, torch.Tensor) else loss)
         spike = not math.isfinite(value)
         if not spike and len(self._losses) >= self.loss_min_history:
-            hist = np.fromiter(self._losses, dtype=np.float64)
-            median = float(np.median(hist))
-            spread = 1.4826 * float(np.median(np.abs(hist - median)))
-            spread = max(spread, 1e-3 * abs(median), 1e-12)
-            spike = value > median + self.loss_threshold * spread
+            # Pure Python on the few recent losses: ~4x faster than np.median here, same floats.
+            median = _median(self._losses)
+            # At or below the median a loss cannot spike (spread > 0, threshold >= 0).
+            if value > median or self.loss_threshold < 0:
+                spread = 1.4826 * _median([abs(v - median) for v in self._losses])
+                spread = max(spread, 1e-3 * abs(median), 1e-12)
+                spike = value > median + self.loss_threshold * spread
         if not spike:
             self._losses.append(value)
             return False

@@ -12,8 +12,8 @@ The steps, each streamed and memory-bounded:
    float32 matrix, so a batch is one ``numpy.take`` of its rows, and worker
    processes share the pages instead of copying the data;
 5. wrap it in a real :class:`torch.utils.data.DataLoader` whose sampler yields
-   whole batches of indices (``batch_size=None``), so the dataset gathers a
-   batch at a time instead of row by row.
+   whole batches of indices (``batch_size=None``; numpy arrays when stratified),
+   so the dataset gathers a batch at a time instead of row by row.
 
 Each batch is a :class:`Batch` named tuple ``(features, label, row_id)``:
 ``x, y, row_id = batch``; ``row_id`` holds the dataset row ids for provenance.
@@ -25,7 +25,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -103,8 +103,16 @@ class ArrowMatrixDataset(Dataset[Batch]):
                 labels.append(batch.column(LABEL).to_numpy())
         sizes = [c.shape[0] for c in self._chunks]
         self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.row_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
-        self.labels = np.concatenate(labels) if labels else None
+        row_ids = np.concatenate(ids) if ids else np.empty(0, np.int64)
+        # Label and row id side by side in one record per row: a batch gathers both with one
+        # random access per row instead of two (``labels``/``row_ids`` are views of it).
+        fields = [(LABEL, np.result_type(*labels))] if labels else []
+        self._meta = np.empty(row_ids.size, np.dtype([*fields, (ROW_ID, np.int64)], align=True))
+        self._meta[ROW_ID] = row_ids
+        if labels:
+            np.concatenate(labels, out=self._meta[LABEL])
+        self.row_ids: np.ndarray = self._meta[ROW_ID]
+        self.labels: np.ndarray | None = self._meta[LABEL] if labels else None
         self.num_features = self._chunks[0].shape[1] if self._chunks else 0
 
     def __getstate__(self) -> dict[str, Any]:
@@ -120,11 +128,12 @@ class ArrowMatrixDataset(Dataset[Batch]):
     def __getitem__(self, indices: Any) -> Batch:
         idx = np.asarray(indices, dtype=np.int64)
         if len(self._chunks) == 1:
-            x = np.take(self._chunks[0], idx, axis=0)
+            x = self._chunks[0].take(idx, axis=0)
         else:
             x = self._gather_chunked(idx)
-        y = None if self.labels is None else torch.from_numpy(np.take(self.labels, idx))
-        return Batch(torch.from_numpy(x), y, torch.from_numpy(np.take(self.row_ids, idx)))
+        meta = self._meta.take(idx)
+        y = None if self.labels is None else torch.from_numpy(np.ascontiguousarray(meta[LABEL]))
+        return Batch(torch.from_numpy(x), y, torch.from_numpy(np.ascontiguousarray(meta[ROW_ID])))
 
     def _gather_chunked(self, idx: np.ndarray) -> np.ndarray:
         out = np.empty((idx.size, self.num_features), dtype=np.float32)
@@ -262,7 +271,8 @@ def _select_features(
                              f"{', '.join(src.columns)}")
         bad = [f for f in features if not _numeric(src.schema.field(f).type)]
         if bad:
-            raise UsageError(f"feature {bad[0]!r} of {src.path} is {src.schema.field(bad[0]).type}, "
+            typ = src.schema.field(bad[0]).type
+            raise UsageError(f"feature {bad[0]!r} of {src.path} is {typ}, "
                              "not numeric; encode it first or leave it out of features")
         return list(features)
     return [f.name for f in src.schema
@@ -315,7 +325,8 @@ def make_loader(
         configured :class:`~pipeline.scaler.RobustScaler` (e.g. with ``clip``).
     stratify : bool, default True
         With a label: every batch holds the classes in dataset proportions
-        (:class:`~pipeline.sampler.StratifiedBatchSampler`).
+        (``loader.sampler`` is a :class:`~pipeline.sampler.StratifiedBatchSampler`
+        whose batches come as int64 numpy arrays rather than lists).
     drop_degenerate : bool, default True
         Leave out constant, near-constant and zero-IQR features.
     shuffle, drop_last, seed : optional
@@ -391,14 +402,34 @@ def make_loader(
                              bins, num_replicas, rank, classes is not None)
     loader: DataLoader[Batch] = DataLoader(
         dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-        pin_memory=pin_memory, persistent_workers=num_workers > 0,
+        pin_memory=pin_memory, persistent_workers=num_workers > 0, collate_fn=_as_is,
     )
-    loader.batchguard = LoaderInfo(  # type: ignore[attr-defined]
+    loader.batchguard = LoaderInfo(
         features=chosen, dropped_features=dropped, label=label, classes=classes,
         report=report, scaler=fitted, cache_path=feature_path,
         findings=[f for f in report.findings if f.check in DEGENERATE],
     )
     return loader
+
+
+def _as_is(batch: Any) -> Any:
+    """The loader's ``collate_fn``: the dataset already returns a batch of tensors.
+
+    (The default, ``default_convert``, would only rebuild the named tuple: ~3 µs a batch.)
+    """
+    return batch
+
+
+class _ArrayBatchSampler(StratifiedBatchSampler):
+    """The :class:`StratifiedBatchSampler` of a :func:`make_loader` loader.
+
+    The same batches, in the same order, each as an int64 numpy array instead of a list of
+    ints: the dataset gathers with the array as it is, which saves building and converting
+    a Python list of ``batch_size`` ints per batch (~10 µs of ~40 µs at batch size 256).
+    """
+
+    def __iter__(self) -> Iterator[np.ndarray]:  # type: ignore[override]
+        return self._iter_arrays()
 
 
 def _fit_scaler(scaler: Any, clean: Source, features: list[str]) -> Any:
@@ -441,7 +472,7 @@ def _batch_sampler(
 ) -> Any:
     if label is not None and stratify:
         assert dataset.labels is not None
-        return StratifiedBatchSampler(
+        return _ArrayBatchSampler(
             dataset.labels, batch_size, drop_last=drop_last, seed=seed,
             num_replicas=num_replicas, rank=rank,
             bins=None if categorical else (bins or 10),

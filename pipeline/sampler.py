@@ -322,18 +322,25 @@ class StratifiedBatchSampler(Sampler[list[int]]):
 
     # -- iteration -------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[list[int]]:
+        return (batch.tolist() for batch in self._iter_arrays())
+
+    def _iter_arrays(self) -> Iterator[np.ndarray]:
+        """``iter(self)`` with each batch as a new int64 array instead of a list of ints.
+
+        For :func:`pipeline.make_loader`, whose dataset gathers with the array directly.
+        """
         # Not a generator itself: the epoch starts (and state_dict() resets) at iter(), not at
         # the first next().
         start, self._resume_at = self._resume_at, 0
         self._yielded = start
         return self._batches(self.epoch_order(), start)
 
-    def _batches(self, order: np.ndarray, start: int) -> Iterator[list[int]]:
+    def _batches(self, order: np.ndarray, start: int) -> Iterator[np.ndarray]:
         size = self.batch_size
         for i in range(start, len(self)):
             g = self.rank + i * self.num_replicas
             self._yielded = i + 1  # counted when handed out, before the consumer sees it
-            yield order[g * size : (g + 1) * size].tolist()
+            yield order[g * size : (g + 1) * size].astype(np.int64)
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of ``epoch`` from the next iteration on.
