@@ -46,13 +46,15 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--label", metavar="COL", help="Label column: class counts and imbalance check.")
 @click.option(
     "--quarantine",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Write rows with row-level findings here (.parquet), with _reasons.",
+    type=click.Path(path_type=str),
+    help="Write rows with row-level findings here (.parquet), with _reasons "
+    "(with --engine ray: a directory of parquet parts).",
 )
 @click.option(
     "--clean",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Write all other rows here (.parquet, or .arrow/.feather for the loader).",
+    type=click.Path(path_type=str),
+    help="Write all other rows here (.parquet, or .arrow/.feather for the loader; "
+    "with --engine ray: a directory of parquet parts).",
 )
 @click.option(
     "--report",
@@ -119,6 +121,18 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--strict", is_flag=True, help="Warnings fail the gate too.")
 @click.option("--exit-zero", is_flag=True, help="Always exit 0 when the run completes.")
 @click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Run here, or on Ray Data for data beyond one machine (needs batchguard[ray]).",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDRESS",
+    help="Ray cluster to run on (e.g. HOST:6379, auto); default: RAY_ADDRESS or a local Ray.",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(min=1),
     default=65_536,
@@ -181,6 +195,9 @@ def _run(dataset: str, **kw: Any) -> int:
     infer_to = kw.pop("infer_schema", None)
     options = {k: v for k, v in kw.items() if v is not None}
     if infer_to is not None:
+        # One local pass reads what inference needs; a BATCHGUARD_ENGINE setting is not an error.
+        options.pop("engine", None)
+        options.pop("ray_address", None)
         return _infer(dataset, infer_to, options, quiet=quiet)
     with _progress(enabled=not no_progress and sys.stderr.isatty()) as tick:
         report = validate(dataset, progress=tick, **options)

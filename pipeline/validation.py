@@ -1,4 +1,4 @@
-"""The local engine: profile pass, column checks, row pass, report.
+"""Validation's two passes, and the local engine that runs them (the default).
 
 Pass 1 streams every batch into the mergeable :class:`~pipeline.profile.Profile`
 and notes, per readable chunk (parquet row group), whether it held non-finite
@@ -7,6 +7,11 @@ profile, which also fixes the outlier fences. Pass 2 applies the row rules and
 writes the clean and quarantine outputs; it re-reads only the chunks that can
 hold a failing row, unless every row must be written (``clean=``) or checked
 (schema row checks, or a source without independent chunks such as CSV).
+
+Everything between and around the passes (options, column checks, the row
+rules, the tally of row failures, the report) is shared with the Ray engine
+(:mod:`pipeline.engines`), which runs the same two passes as Ray Data tasks;
+that is what keeps the two engines' findings equal.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from .checks import (
+    Fences,
     RowFailure,
     RowRule,
     column_findings,
@@ -39,6 +46,7 @@ from .report import Report
 from .source import Chunk, Source, open_source
 
 if TYPE_CHECKING:
+    from .engines import Engine
     from .schema import SchemaPlan
 
 #: row ids shown per finding in reports
@@ -83,13 +91,22 @@ class _ChunkNotes:
         return need
 
 
+#: (check, column, schema check): what a row-level finding is about
+_RowKey = tuple[str, str | None, str | None]
+
+
 @dataclass
 class _RowTally:
-    """Counts and example row ids of each row-level failure, and the quarantined rows."""
+    """Counts and example row ids of each row-level failure, and the quarantined rows.
 
-    counts: dict[tuple[str, str | None, str | None], int] = field(default_factory=dict)
-    samples: dict[tuple[str, str | None, str | None], list[int]] = field(default_factory=dict)
-    thresholds: dict[tuple[str, str | None, str | None], str | None] = field(default_factory=dict)
+    Tallies of consecutive parts of a dataset merge (:meth:`merge`, in row
+    order) into the tally of the whole, so the Ray engine's tasks each keep
+    one and the driver adds them up.
+    """
+
+    counts: dict[_RowKey, int] = field(default_factory=dict)
+    samples: dict[_RowKey, list[int]] = field(default_factory=dict)
+    thresholds: dict[_RowKey, str | None] = field(default_factory=dict)
     quarantined: int = 0
 
     def add(self, batch: pa.RecordBatch, failures: list[RowFailure]) -> None:
@@ -105,6 +122,35 @@ class _RowTally:
             if len(shown) < SAMPLE_ROWS:
                 shown.extend(ids[f.mask][: SAMPLE_ROWS - len(shown)].tolist())
         self.quarantined += int(bad_row_mask(batch.num_rows, failures).sum())
+
+    def merge(self, other: _RowTally) -> _RowTally:
+        """Add the tally of the rows that follow this one's; the example ids stay the first."""
+        for key, n in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+            self.thresholds.setdefault(key, other.thresholds[key])
+            shown = self.samples.setdefault(key, [])
+            shown.extend(other.samples[key][: SAMPLE_ROWS - len(shown)])
+        self.quarantined += other.quarantined
+        return self
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready form, read back by :meth:`from_state`."""
+        return {
+            "quarantined": self.quarantined,
+            "failures": [
+                [*key, self.thresholds[key], n, self.samples[key]] for key, n in self.counts.items()
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _RowTally:
+        tally = cls(quarantined=state["quarantined"])
+        for check, column, schema_check, threshold, n, sample in state["failures"]:
+            key = (check, column, schema_check)
+            tally.counts[key] = n
+            tally.thresholds[key] = threshold
+            tally.samples[key] = sample
+        return tally
 
     def findings(self, rows: int, dataset: str, options: ValidationOptions) -> list[Finding]:
         out = []
@@ -122,6 +168,36 @@ class _RowTally:
                 )
             )  # fmt: skip
         return out
+
+
+@dataclass
+class _Run:
+    """What both passes of one run work from, whichever engine runs them."""
+
+    src: Source
+    opts: ValidationOptions
+    plan: SchemaPlan | None
+    #: output kind ("quarantine", "clean") -> path, checked by the engine
+    outputs: dict[str, str]
+    tick: Progress
+
+
+@dataclass
+class _RowRules:
+    """The row rules of pass 2, fixed once the profile is merged.
+
+    Closures over numbers and the schema plan, all of which pickle (with
+    cloudpickle), so the Ray engine ships the rules to its tasks as they are.
+    """
+
+    rules: list[RowRule]
+    options: ValidationOptions
+    fences: dict[str, Fences]
+
+    def failures(self, batch: pa.RecordBatch) -> list[RowFailure]:
+        """Every row failure of ``batch`` whose check is not switched off."""
+        failures = [f for rule in self.rules for f in rule(batch)]
+        return [f for f in failures if severity(f.check, self.options) != "off"]
 
 
 _ROW_ADVICE = {
@@ -165,6 +241,8 @@ def validate(
     clean: str | os.PathLike[str] | None = None,
     exit_zero: bool = False,
     progress: Progress | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
     **options: Any,
 ) -> Report:
     """Validate a dataset: profile it, check it, quarantine bad rows, return the report.
@@ -176,11 +254,18 @@ def validate(
     schema : str, os.PathLike, SchemaPlan or pandera.DataFrameSchema, optional
         Declarative checks; see :func:`pipeline.load_schema`.
     quarantine, clean : str or os.PathLike, optional
-        Write rows with row-level findings (with ``_reasons``) / all other rows here.
+        Write rows with row-level findings (with ``_reasons``) / all other rows here:
+        a file with the local engine, a directory of parquet parts with Ray.
     exit_zero : bool, default False
         The report's exit code is 0 even when the gate fails.
     progress : callable, optional
         Called with the number of rows of each batch read (both passes).
+    engine : {"local", "ray"}, default "local"
+        Where the passes run: this process, or Ray Data tasks (needs the
+        ``ray`` extra; see :mod:`pipeline.engines`). Findings are the same.
+    ray_address : str, optional
+        The Ray cluster to use (``ray.init(address=...)``); without it Ray
+        uses ``RAY_ADDRESS`` or starts on this machine. Only with ``engine="ray"``.
     **options
         Any field of :class:`~pipeline.options.ValidationOptions`
         (``label``, ``batch_size``, ``max_bad_rows``, ``strict``, ...).
@@ -196,7 +281,7 @@ def validate(
     SchemaFileError
         The schema is malformed or does not fit the data's structure.
     UsageError
-        An option is invalid.
+        An option is invalid, or ``engine="ray"`` without the ``ray`` extra.
 
     Examples
     --------
@@ -208,6 +293,45 @@ def validate(
     (False, 1, 'nan')
     """
     started = time.perf_counter()
+    runner = _engine(engine, ray_address)
+    run = _prepare(source, schema, options, runner, quarantine, clean, progress)
+    findings: list[Finding] = []
+    if run.plan is not None:
+        findings.extend(run.plan.structure_findings(run.src, run.opts))
+
+    prof, notes = runner.profile_pass(run)
+    column_level, rules = _check_columns(run, prof)
+    findings.extend(column_level)
+    tally = runner.row_pass(run, rules, _chunks_to_recheck(run, notes, rules.fences))
+
+    report = _report(run, prof, findings, tally, exit_zero=exit_zero)
+    runner.finish(report)
+    report.elapsed = time.perf_counter() - started
+    return report
+
+
+def _engine(name: str, ray_address: str | None) -> Engine:
+    if name == "local":
+        if ray_address is not None:
+            raise UsageError("--ray-address ADDRESS needs --engine ray; add it or drop the address")
+        return _LocalEngine()
+    if name == "ray":
+        from .engines import ray_engine
+
+        return ray_engine(ray_address)
+    raise UsageError(f"engine should be 'local' or 'ray', but got engine={name!r}")
+
+
+def _prepare(
+    source: str | os.PathLike[str] | Source,
+    schema: Any,
+    options: dict[str, Any],
+    runner: Engine,
+    quarantine: str | os.PathLike[str] | None,
+    clean: str | os.PathLike[str] | None,
+    progress: Progress | None,
+) -> _Run:
+    """Options, schema plan, source and output paths, all checked before any data is read."""
     plan = _schema_plan(schema)
     label_from = "--label"
     if plan is not None:
@@ -221,72 +345,107 @@ def validate(
             f"{label_from} {opts.label!r}: {src.path} has no such column; columns are "
             f"{', '.join(src.columns)}"
         )
+    if quarantine is not None and clean is not None:
+        if Path(quarantine).resolve() == Path(clean).resolve():
+            raise UsageError(
+                f"--quarantine and --clean both name {quarantine}; give each its own path"
+            )
     outputs = {
-        name: str(check_output_path(path, [src.path], name))
+        name: str(runner.check_output(path, [src.path], name))
         for name, path in (("quarantine", quarantine), ("clean", clean))
         if path is not None
     }
-    tick = progress or (lambda n: None)
+    return _Run(src, opts, plan, outputs, progress or (lambda n: None))
 
-    findings: list[Finding] = []
-    rules: list[RowRule] = []
-    if plan is not None:
-        findings.extend(plan.structure_findings(src, opts))
-        rules.extend(plan.row_rules(src))
 
-    prof, notes = _profile_pass(src, opts, tick)
+def _check_columns(run: _Run, prof: Profile) -> tuple[list[Finding], _RowRules]:
+    """Column findings on the merged profile, and the row rules it fixes (outlier fences)."""
+    src, opts, plan = run.src, run.opts, run.plan
     column_level = column_findings(prof, opts)
     if plan is not None:  # the schema's column checks run on the merged profile
         column_level = plan.profile_findings(prof, opts, column_level)
-    findings.extend(column_level)
-
     floats = [f.name for f in src.schema if pa.types.is_floating(f.type) and f.name != "_row_id"]
     fences = outlier_fences(prof, opts, None if plan is None else plan.outlier_overrides(src))
     kinds = {name: c.kind for name, c in prof.columns.items()}
-    rules = [non_finite_rule(floats), *rules, outlier_rule(fences, kinds)]
+    schema_rules = [] if plan is None else plan.row_rules(src)
+    rules = [non_finite_rule(floats), *schema_rules, outlier_rule(fences, kinds)]
+    return column_level, _RowRules(rules, opts, fences)
 
-    # Pass 2 may skip chunks only when neither the clean output nor the schema needs every row.
-    chunks: list[Chunk] | None = None
-    if notes is not None and clean is None and (plan is None or not plan.checks_every_row):
-        all_chunks = src.chunks()
-        need = notes.needing_recheck(fences)
-        chunks = [c for c, n in zip(all_chunks, need, strict=True) if n]
 
-    tally = _RowTally()
-    splitter = OutputSplitter(
-        _batch_schema(src), quarantine=outputs.get("quarantine"), clean=outputs.get("clean")
-    )
-    try:
-        for batch in _batches(src, chunks):
-            failures = [f for rule in rules for f in rule(batch)]
-            failures = [f for f in failures if severity(f.check, opts) != "off"]
-            tally.add(batch, failures)
-            splitter.write(batch, failures)
-            tick(batch.num_rows)
-        splitter.close()
-    except BaseException:
-        splitter.abort()
-        raise
+def _chunks_to_recheck(
+    run: _Run, notes: _ChunkNotes | None, fences: dict[str, Fences]
+) -> list[Chunk] | None:
+    """The chunks pass 2 must read; ``None`` for all of them.
 
-    findings.extend(tally.findings(prof.rows, src.path, opts))
+    Pass 2 may skip chunks only when neither the clean output nor the schema needs every row.
+    """
+    if notes is None or "clean" in run.outputs:
+        return None
+    if run.plan is not None and run.plan.checks_every_row:
+        return None
+    need = notes.needing_recheck(fences)
+    return [c for c, n in zip(run.src.chunks(), need, strict=True) if n]
+
+
+def _report(
+    run: _Run, prof: Profile, findings: list[Finding], tally: _RowTally, *, exit_zero: bool
+) -> Report:
+    """Add the row findings and the gate, and build the report."""
+    opts, plan = run.opts, run.plan
+    findings = findings + tally.findings(prof.rows, run.src.path, opts)
     if plan is not None:
         plan.apply_check_severities(findings)
-    findings = _order(findings, src.columns)
+    findings = _order(findings, run.src.columns)
     findings.extend(_gate(findings, tally.quarantined, prof.rows, opts))
-    report = Report(
-        dataset=src.path,
+    return Report(
+        dataset=run.src.path,
         rows=prof.rows,
         rows_quarantined=tally.quarantined,
         findings=findings,
         profile=prof,
         options=opts,
         exit_zero=exit_zero,
-        outputs=outputs,
+        outputs=dict(run.outputs),
         schema=None if plan is None else plan.name,
         notes=_notes(prof) + ([] if plan is None else plan.notes),
-        elapsed=time.perf_counter() - started,
     )
-    return report
+
+
+class _LocalEngine:
+    """Both passes in this process, one record batch at a time (the default engine)."""
+
+    def check_output(self, path: str | os.PathLike[str], inputs: list[str], what: str) -> Path:
+        if os.path.isdir(path):
+            raise UsageError(
+                f"--{what} {path} is a directory; the local engine writes one file "
+                "(.parquet, .arrow or .feather), --engine ray a directory of parts"
+            )
+        return check_output_path(path, inputs, what)
+
+    def profile_pass(self, run: _Run) -> tuple[Profile, _ChunkNotes | None]:
+        return _profile_pass(run.src, run.opts, run.tick)
+
+    def row_pass(self, run: _Run, rules: _RowRules, chunks: list[Chunk] | None) -> _RowTally:
+        tally = _RowTally()
+        splitter = OutputSplitter(
+            _batch_schema(run.src),
+            quarantine=run.outputs.get("quarantine"),
+            clean=run.outputs.get("clean"),
+        )
+        try:
+            for batch in _batches(run.src, chunks):
+                failures = rules.failures(batch)
+                tally.add(batch, failures)
+                splitter.write(batch, failures)
+                run.tick(batch.num_rows)
+            splitter.close()
+        except BaseException:
+            splitter.abort()
+            raise
+        return tally
+
+    def finish(self, report: Report) -> None:
+        """Nothing to add: the HTML report reads its examples from the quarantine file."""
 
 
 def _schema_plan(schema: Any) -> SchemaPlan | None:

@@ -23,7 +23,7 @@ def test_help_does_not_import_heavy_libraries():
     code = (
         "import sys; from pipeline.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'pandas', 'pandera', 'sklearn', 'numpy', 'pyarrow')"
+        "heavy = [m for m in ('torch', 'pandas', 'pandera', 'sklearn', 'numpy', 'pyarrow', 'ray')"
         " if m in sys.modules]\n"
         "print('HEAVY:' + ','.join(heavy))"
     )
