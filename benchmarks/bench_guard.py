@@ -55,7 +55,7 @@ from torch.utils.data import DataLoader, TensorDataset
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.guard import BatchChecker, guard  # noqa: E402
+from pipeline.guarding import BatchChecker, guard  # noqa: E402
 from pipeline.loader import make_loader  # noqa: E402
 
 BATCH = 256

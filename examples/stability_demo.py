@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipeline.guard import guard
+from pipeline.guarding import guard
 from pipeline.loader import make_loader
 
 FEATURES = 16

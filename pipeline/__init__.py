@@ -26,9 +26,9 @@ _LAZY = {
     "BadBatchError": "errors",
     "Source": "source",
     "open_source": "source",
-    "Profile": "profile",
-    "ColumnProfile": "profile",
-    "profile": "profile",
+    "Profile": "profiling",
+    "ColumnProfile": "profiling",
+    "profile": "profiling",
     "Finding": "findings",
     "Report": "report",
     "validate": "validation",
@@ -36,9 +36,9 @@ _LAZY = {
     "StratifiedBatchSampler": "sampler",
     "make_loader": "loader",
     "Batch": "loader",
-    "guard": "guard",
-    "guarded_collate": "guard",
-    "Guard": "guard",
+    "guard": "guarding",
+    "guarded_collate": "guarding",
+    "Guard": "guarding",
     "ValidationOptions": "options",
     "Schema": "schema",
     "load_schema": "schema",
@@ -64,10 +64,10 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import BadBatchError, BatchguardError, SchemaFileError, SourceError, UsageError
     from .findings import Finding
-    from .guard import Guard, guard, guarded_collate
+    from .guarding import Guard, guard, guarded_collate
     from .loader import Batch, make_loader
     from .options import ValidationOptions
-    from .profile import ColumnProfile, Profile, profile
+    from .profiling import ColumnProfile, Profile, profile
     from .report import Report
     from .sampler import StratifiedBatchSampler
     from .scaler import RobustScaler

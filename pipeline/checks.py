@@ -1,7 +1,7 @@
 """Checks: turn a profile into column findings, and batches into row failures.
 
 Column checks (``constant``, ``near_constant``, ``zero_iqr``,
-``class_imbalance``) read only the merged :class:`~pipeline.profile.Profile`.
+``class_imbalance``) read only the merged :class:`~pipeline.profiling.Profile`.
 Row rules (``nan``, ``inf``, ``null``, ``outlier``, and the schema's checks)
 are pure functions of one record batch and a few numbers fixed after the
 profile pass, so their result cannot depend on how the data was batched.
@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from .findings import Finding
 from .options import ValidationOptions
-from .profile import Profile, _to_numpy, _values_view
+from .profiling import Profile, _to_numpy, _values_view
 from .source import ROW_ID
 
 #: default severity of each check; ``ValidationOptions.severities`` overrides it

@@ -1,6 +1,6 @@
 """Validation's two passes, and the local engine that runs them (the default).
 
-Pass 1 streams every batch into the mergeable :class:`~pipeline.profile.Profile`
+Pass 1 streams every batch into the mergeable :class:`~pipeline.profiling.Profile`
 and notes, per readable chunk (parquet row group), whether it held non-finite
 or null values and its numeric range. Column checks then run on the merged
 profile, which also fixes the outlier fences. Pass 2 applies the row rules and
@@ -40,7 +40,7 @@ from .checks import (
 from .errors import UsageError
 from .findings import REASONS, Finding
 from .options import ValidationOptions
-from .profile import BatchSummary, Profile
+from .profiling import BatchSummary, Profile
 from .quarantine import OutputSplitter, bad_row_mask, check_output_path
 from .report import Report
 from .source import Chunk, Source, open_source

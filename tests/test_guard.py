@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from pipeline.errors import BadBatchError, UsageError
-from pipeline.guard import guard, guarded_collate
+from pipeline.guarding import guard, guarded_collate
 
 
 def _clean(n=512, d=6, seed=0):
@@ -124,7 +124,7 @@ def test_batch_constant_and_single_class(caplog):
 
 
 def test_out_of_range_against_a_profile(tmp_path, dirty_parquet):
-    from pipeline.profile import profile
+    from pipeline.profiling import profile
 
     prof = profile(dirty_parquet)
     x = torch.tensor([[10.0, 0.5], [10.5, 0.4], [1e4, 0.3]])

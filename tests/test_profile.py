@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.profile import EXACT_VALUES, Profile, profile
+from pipeline.profiling import EXACT_VALUES, Profile, profile
 from pipeline.source import ROW_ID, Source
 
 EXACT_KEYS = (

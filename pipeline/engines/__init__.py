@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..profile import Profile
+    from ..profiling import Profile
     from ..report import Report
     from ..source import Chunk
     from ..validation import _ChunkNotes, _RowRules, _RowTally, _Run

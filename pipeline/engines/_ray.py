@@ -12,7 +12,7 @@ Reading
 Pass 1
     ``map_batches(batch_format="pyarrow")`` runs the profile accumulators on
     each block and returns a one-row table: the block's first row id, its row
-    count, the partial :class:`~pipeline.profile.Profile` (``to_dict``, as
+    count, the partial :class:`~pipeline.profiling.Profile` (``to_dict``, as
     JSON) and what the block showed of each numeric column (for choosing pass
     2's chunks). The driver merges the partials in row order, so the result is
     the same on every run; counts, min/max, value counts and the row sample (a
@@ -67,7 +67,7 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from ..errors import BatchguardError, SourceError, UsageError
-from ..profile import BatchSummary, Profile
+from ..profiling import BatchSummary, Profile
 from ..quarantine import OutputSplitter
 from ..source import ROW_ID, Chunk, Source
 from ..validation import _batch_schema, _ChunkNotes, _RowRules, _RowTally, _Run

@@ -9,7 +9,7 @@ from ..findings import Finding
 from ..options import ValidationOptions
 
 if TYPE_CHECKING:
-    from ..profile import Profile
+    from ..profiling import Profile
 
 REPORT_VERSION = 1
 

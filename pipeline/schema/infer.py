@@ -35,7 +35,7 @@ import os
 from typing import Any
 
 from ..options import ValidationOptions
-from ..profile import Profile, profile
+from ..profiling import Profile, profile
 from ..source import Source, open_source
 from . import registered
 from .model import Schema

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from pandera.api.checks import Check
 
-    from ..profile import Profile
+    from ..profiling import Profile
 
 #: checks evaluated on the merged profile rather than per batch
 PROFILE_CHECKS = frozenset(
