@@ -621,7 +621,7 @@ def guard(
         dicts of tensors. A loader from :func:`pipeline.make_loader` brings its
         own profile, feature names and scaler, so ``out_of_range`` works at once.
     profile : Profile, optional
-        The dataset profile (e.g. ``pipeline.profiling(path)``); with
+        The dataset profile (e.g. ``pipeline.profile(path)``); with
         ``feature_names`` it gives the ``out_of_range`` fences and tells which
         features vary in the dataset.
     feature_names : sequence of str, optional
