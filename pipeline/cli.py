@@ -191,7 +191,7 @@ def _run(dataset: str, **kw: Any) -> int:
     profile_out = kw.pop("profile_out", None)
     report_path = kw.pop("report_path", None)
     if report_path is not None:
-        _check_html_path(report_path, dataset)
+        _check_text_output(report_path, dataset, "--report", (".html", ".htm"))
     infer_to = kw.pop("infer_schema", None)
     options = {k: v for k, v in kw.items() if v is not None}
     if infer_to is not None:
@@ -252,7 +252,7 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
             f"--infer-schema writes a schema and does not validate; drop --{clash[0]} "
             "(then validate with --schema)"
         )
-    _check_schema_path(out, dataset)
+    _check_text_output(out, dataset, "--infer-schema", (".yaml", ".yml"))
     settings = {k: options[k] for k in _RECORDED if k in options}
     schema = infer_schema(
         dataset,
@@ -274,32 +274,19 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
     return 0
 
 
-def _check_html_path(out: str, dataset: str) -> None:
+def _check_text_output(out: str, dataset: str, option: str, suffixes: tuple[str, ...]) -> None:
+    """Refuse a report or schema path with the wrong suffix, no folder, or that is the input."""
     import os
 
     from .errors import UsageError
 
     folder = os.path.dirname(out) or "."
-    if not out.lower().endswith((".html", ".htm")):
-        raise UsageError(f"--report {out}: use a .html file name")
+    if not out.lower().endswith(suffixes):
+        raise UsageError(f"{option} {out}: use a {suffixes[0]} file name")
     if not os.path.isdir(folder):
-        raise UsageError(f"--report {out}: folder {folder} does not exist; create it first")
+        raise UsageError(f"{option} {out}: folder {folder} does not exist; create it first")
     if os.path.exists(dataset) and os.path.realpath(out) == os.path.realpath(dataset):
-        raise UsageError(f"--report {out} would overwrite the input; choose another path")
-
-
-def _check_schema_path(out: str, dataset: str) -> None:
-    import os
-
-    from .errors import UsageError
-
-    folder = os.path.dirname(out) or "."
-    if not out.lower().endswith((".yaml", ".yml")):
-        raise UsageError(f"--infer-schema {out}: use a .yaml file name")
-    if not os.path.isdir(folder):
-        raise UsageError(f"--infer-schema {out}: folder {folder} does not exist; create it first")
-    if os.path.exists(dataset) and os.path.realpath(out) == os.path.realpath(dataset):
-        raise UsageError(f"--infer-schema {out} would overwrite the input; choose another path")
+        raise UsageError(f"{option} {out} would overwrite the input; choose another path")
 
 
 def _print_rich(report: Any) -> None:
