@@ -164,8 +164,13 @@ class ColumnProfile:
             return BatchSummary(bad, None, None)
         lo, hi = _py(x.min()), _py(x.max())
         with np.errstate(over="ignore", invalid="ignore"):  # huge finite values overflow to inf
-            mean = float(np.mean(x, dtype=np.float64))
-            m2 = float(np.var(x, dtype=np.float64)) * n
+            # Two-pass moments on one float64 copy, squared in place: np.mean + np.var
+            # would cast and traverse the batch four times.
+            wide = x.astype(np.float64)
+            mean = float(np.add.reduce(wide)) / n
+            wide -= mean
+            np.multiply(wide, wide, out=wide)
+            m2 = float(np.add.reduce(wide))
         self._merge_moments(n, lo, hi, mean, m2)
         return BatchSummary(bad, lo, hi)
 

@@ -148,3 +148,9 @@ def test_schema_file_sets_label_and_is_named_in_the_report():
     report = json.loads(out.stdout)
     assert report["schema"] == "schemas/clean.yaml" and report["label"]["column"] == "segment"
     assert "--infer-schema" in run("--help").stdout
+
+
+def test_output_to_dev_null_keeps_the_device():
+    out = run(str(SAMPLE_DATA / "clean.parquet"), "--format", "json", "-o", os.devnull)
+    assert out.returncode == 0
+    assert not os.path.isfile(os.devnull)
