@@ -230,21 +230,13 @@ def _run(dataset: str, **kw: Any) -> int:
 
 #: options that make no sense when only inferring a schema
 _NOT_WITH_INFER = ("schema", "quarantine", "clean")
-#: options recorded in the inferred schema's dataset block
-_RECORDED = (
-    "max_bad_rows",
-    "min_class_share",
-    "near_constant_threshold",
-    "outlier_method",
-    "outlier_threshold",
-    "strict",
-)
 
 
 def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> int:
     """``--infer-schema``: write the schema, say so on stderr, exit 0 without validating."""
     from .errors import UsageError
     from .schema import infer_schema
+    from .schema.model import SETTINGS
 
     clash = [name for name in _NOT_WITH_INFER if name in options]
     if clash:
@@ -253,7 +245,8 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
             "(then validate with --schema)"
         )
     _check_text_output(out, dataset, "--infer-schema", (".yaml", ".yml"))
-    settings = {k: options[k] for k in _RECORDED if k in options}
+    # The label is passed on its own; the other dataset settings given are recorded.
+    settings = {k: options[k] for k in SETTINGS if k in options and k != "label"}
     schema = infer_schema(
         dataset,
         label=options.get("label"),

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 MAX_SCHEMA_BYTES = 4 << 20
 
 #: dataset settings in the order they are written
-_SETTING_ORDER = (
+SETTINGS = (
     "label",
     "max_bad_rows",
     "min_class_share",
@@ -91,7 +91,7 @@ class Schema:
         metadata = dict(self.pandera.metadata or {})
         if DATASET_KEY in metadata:
             block = metadata[DATASET_KEY] or {}
-            metadata[DATASET_KEY] = {k: block[k] for k in _SETTING_ORDER if k in block}
+            metadata[DATASET_KEY] = {k: block[k] for k in SETTINGS if k in block}
         if metadata:
             out["metadata"] = metadata
         return out
