@@ -218,7 +218,10 @@ def non_finite_rule(columns: Sequence[str]) -> RowRule:
 
     def rule(batch: pa.RecordBatch) -> list[RowFailure]:
         out: list[RowFailure] = []
+        present = set(batch.schema.names)  # pass 2 may read only some columns
         for name in columns:
+            if name not in present:
+                continue
             arr = batch.column(name)
             x = _float_values(arr)
             if x is None:
@@ -256,7 +259,10 @@ def outlier_rule(fences: dict[str, Fences], kinds: dict[str, str]) -> RowRule:
 
     def rule(batch: pa.RecordBatch) -> list[RowFailure]:
         out: list[RowFailure] = []
+        present = set(batch.schema.names)  # pass 2 may read only some columns
         for name, fence in fences.items():
+            if name not in present:
+                continue
             arr = batch.column(name)
             x = (
                 _to_numpy(pc.fill_null(_values_view(arr, kinds[name]), 0))

@@ -57,18 +57,21 @@ Progress = Callable[[int], None]
 
 @dataclass
 class _ChunkNotes:
-    """What pass 1 saw in each chunk: enough to decide whether pass 2 must re-read it."""
+    """What pass 1 saw in each chunk: enough to decide what pass 2 must re-read.
+
+    Per numeric column and chunk: whether it held NaN, inf or null, and its range.
+    """
 
     starts: np.ndarray
-    bad: np.ndarray
+    bad: dict[str, np.ndarray] = field(default_factory=dict)
     low: dict[str, np.ndarray] = field(default_factory=dict)
     high: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def for_chunks(cls, chunks: list[Chunk], columns: Iterable[str]) -> _ChunkNotes:
-        starts = np.array([c.row_offset for c in chunks], dtype=np.int64)
-        notes = cls(starts, np.zeros(len(chunks), dtype=bool))
+        notes = cls(np.array([c.row_offset for c in chunks], dtype=np.int64))
         for name in columns:
+            notes.bad[name] = np.zeros(len(chunks), dtype=bool)
             notes.low[name] = np.full(len(chunks), np.inf)
             notes.high[name] = np.full(len(chunks), -np.inf)
         return notes
@@ -79,16 +82,27 @@ class _ChunkNotes:
         span = slice(first, last)
         for name, s in summaries.items():
             if s.bad:
-                self.bad[span] = True
+                self.bad[name][span] = True
             if s.min is not None and s.max is not None:
                 self.low[name][span] = np.minimum(self.low[name][span], s.min)
                 self.high[name][span] = np.maximum(self.high[name][span], s.max)
 
-    def needing_recheck(self, fences: dict[str, Any]) -> np.ndarray:
-        need = self.bad.copy()
+    def _suspect(self, fences: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Per column, the chunks where it can fail a row rule."""
+        suspect = {name: bad.copy() for name, bad in self.bad.items()}
         for name, fence in fences.items():
-            need |= (self.low[name] < fence.low) | (self.high[name] > fence.high)
+            suspect[name] |= (self.low[name] < fence.low) | (self.high[name] > fence.high)
+        return suspect
+
+    def needing_recheck(self, fences: dict[str, Any]) -> np.ndarray:
+        need = np.zeros(len(self.starts), dtype=bool)
+        for mask in self._suspect(fences).values():
+            need |= mask
         return need
+
+    def columns_to_recheck(self, chunk: int, fences: dict[str, Any]) -> list[str]:
+        """The columns of one chunk that can fail a row rule."""
+        return [name for name, mask in self._suspect(fences).items() if mask[chunk]]
 
 
 #: (check, column, schema check): what a row-level finding is about
@@ -180,6 +194,8 @@ class _Run:
     #: output kind ("quarantine", "clean") -> path, checked by the engine
     outputs: dict[str, str]
     tick: Progress
+    #: what the profile pass saw per chunk (None when chunks cannot be read alone)
+    notes: _ChunkNotes | None = None
 
 
 @dataclass
@@ -300,6 +316,7 @@ def validate(
         findings.extend(run.plan.structure_findings(run.src, run.opts))
 
     prof, notes = runner.profile_pass(run)
+    run.notes = notes
     column_level, rules = _check_columns(run, prof)
     findings.extend(column_level)
     tally = runner.row_pass(run, rules, _chunks_to_recheck(run, notes, rules.fences))
@@ -433,7 +450,7 @@ class _LocalEngine:
             clean=run.outputs.get("clean"),
         )
         try:
-            for batch in _batches(run.src, chunks):
+            for batch in _row_pass_batches(run, rules, chunks):
                 failures = rules.failures(batch)
                 tally.add(batch, failures)
                 splitter.write(batch, failures)
@@ -487,11 +504,21 @@ def _profile_pass(
     return prof, notes
 
 
-def _batches(src: Source, chunks: list[Chunk] | None) -> Iterator[pa.RecordBatch]:
+def _row_pass_batches(
+    run: _Run, rules: _RowRules, chunks: list[Chunk] | None
+) -> Iterator[pa.RecordBatch]:
+    """The batches pass 2 checks: every row, or the chunks that can fail.
+
+    With no output to write, a re-read chunk is read only in the columns that can
+    fail there (decoding is most of pass 2's cost).
+    """
     if chunks is None:
-        yield from src.iter_batches()
-    elif chunks:
-        yield from src.iter_batches(chunks=chunks)
+        yield from run.src.iter_batches()
+        return
+    notes = None if run.outputs else run.notes
+    for chunk in chunks:
+        columns = None if notes is None else notes.columns_to_recheck(chunk.index, rules.fences)
+        yield from run.src.iter_batches(columns=columns, chunks=[chunk])
 
 
 def _order(findings: list[Finding], columns: list[str]) -> list[Finding]:
