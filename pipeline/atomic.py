@@ -18,6 +18,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())  # a rename must never expose an empty file
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

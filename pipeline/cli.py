@@ -189,6 +189,8 @@ def _run(dataset: str, **kw: Any) -> int:
     quiet = kw.pop("quiet", False)
     no_progress = kw.pop("no_progress", False)
     profile_out = kw.pop("profile_out", None)
+    if profile_out is not None:
+        _check_text_output(profile_out, dataset, "--profile-out", (".json",))
     report_path = kw.pop("report_path", None)
     if report_path is not None:
         _check_text_output(report_path, dataset, "--report", (".html", ".htm"))

@@ -33,6 +33,7 @@ import logging
 import math
 import operator
 import os
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ class _QuarantineParts:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._rows: list[dict[str, Any]] = []
         self._seq = itertools.count()
+        self._run = uuid.uuid4().hex[:8]
 
     def add(self, records: list[dict[str, Any]]) -> None:
         self._rows.extend(records)
@@ -155,9 +157,8 @@ class _QuarantineParts:
 
         from .quarantine import REASON_TYPE
 
-        rows, self._rows = self._rows, []
         table = pa.Table.from_pylist(
-            rows,
+            self._rows,
             schema=pa.schema(
                 [
                     ("_row_id", pa.int64()),
@@ -169,10 +170,17 @@ class _QuarantineParts:
                 ]
             ),
         )
-        name = f"part-{os.getpid()}-{next(self._seq):05d}.parquet"
+        # The run token keeps a later guard (or a process reusing this pid) from
+        # replacing earlier parts.
+        name = f"part-{os.getpid()}-{self._run}-{next(self._seq):05d}.parquet"
         tmp = self.directory / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.directory / name)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, self.directory / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._rows = []  # only once they are safely on disk
 
 
 class BatchChecker:

@@ -38,7 +38,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from .errors import UsageError
 from .findings import Finding
 from .sampler import StratifiedBatchSampler
-from .source import ROW_ID, Source
+from .source import ROW_ID, Source, open_source
 
 log = logging.getLogger("batchguard")
 
@@ -170,7 +170,7 @@ def write_feature_cache(
     capacity = max(1, n if fits and n else chunk_bytes // row_bytes)
     buffer = _CacheBuffer(capacity, width, label is not None)
     writer = None
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         columns = [*features] + ([label] if label else [])
         for batch in src.iter_batches(columns=columns):
@@ -372,6 +372,10 @@ def make_loader(
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     clean_path = str(cache / "clean.arrow")
+    # Nulls in the columns the model sees would become NaN features or bogus labels:
+    # quarantine them too, schema or not.
+    wanted = _select_features(open_source(source), features, label)
+    validate_options.setdefault("not_null", tuple(wanted) + ((label,) if label else ()))
     report = validate(source, schema, label=label, clean=clean_path, quarantine=quarantine,
                       **validate_options)
     if report.errors:

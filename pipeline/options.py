@@ -46,6 +46,9 @@ class ValidationOptions:
         below 0.62% with probability 99.9% (Dvoretzky–Kiefer–Wolfowitz).
     severities : dict, optional
         Per-check severity override, e.g. ``{"near_constant": "error"}``.
+    not_null : sequence of str, optional
+        Columns whose nulls are row-level ``null`` findings even without a
+        schema (``make_loader`` passes its features and label).
     """
 
     label: str | None = None
@@ -58,6 +61,7 @@ class ValidationOptions:
     strict: bool = False
     sample_size: int = 100_000
     severities: dict[str, str] = field(default_factory=dict)
+    not_null: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.outlier_method not in OUTLIER_METHODS:

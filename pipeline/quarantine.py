@@ -116,17 +116,36 @@ class AtomicWriter:
             self._writer.write_batch(batch)
             self.rows += batch.num_rows
 
+    def finish(self) -> None:
+        """Complete the temporary file and flush it to disk (it keeps its temporary name)."""
+        self._writer.close()
+        _fsync(self._tmp)
+
+    def publish(self) -> None:
+        """Move the finished file to its final name."""
+        os.replace(self._tmp, self.path)
+
     def close(self) -> None:
         """Finish the file and move it to its final name."""
-        self._writer.close()
-        os.replace(self._tmp, self.path)
+        self.finish()
+        self.publish()
 
     def abort(self) -> None:
         """Drop the partial file."""
         try:
             self._writer.close()
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        except Exception:  # noqa: BLE001 - the file is dropped anyway
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file to disk, so that a rename never exposes an empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _dictionary_worthy(typ: pa.DataType) -> bool:
@@ -205,8 +224,12 @@ class OutputSplitter:
             self.clean.write(batch)
 
     def close(self) -> None:
+        # Finish every file before the first rename, so a failing writer cannot
+        # leave one output under its final name without the other.
         for w in self._writers:
-            w.close()
+            w.finish()
+        for w in self._writers:
+            w.publish()
 
     def abort(self) -> None:
         for w in self._writers:

@@ -32,6 +32,7 @@ from .checks import (
     RowRule,
     column_findings,
     non_finite_rule,
+    null_rule,
     outlier_fences,
     outlier_rule,
     row_ids,
@@ -87,7 +88,7 @@ class _ChunkNotes:
                 self.low[name][span] = np.minimum(self.low[name][span], s.min)
                 self.high[name][span] = np.maximum(self.high[name][span], s.max)
 
-    def _suspect(self, fences: dict[str, Any]) -> dict[str, np.ndarray]:
+    def suspect(self, fences: dict[str, Any]) -> dict[str, np.ndarray]:
         """Per column, the chunks where it can fail a row rule."""
         suspect = {name: bad.copy() for name, bad in self.bad.items()}
         for name, fence in fences.items():
@@ -96,13 +97,9 @@ class _ChunkNotes:
 
     def needing_recheck(self, fences: dict[str, Any]) -> np.ndarray:
         need = np.zeros(len(self.starts), dtype=bool)
-        for mask in self._suspect(fences).values():
+        for mask in self.suspect(fences).values():
             need |= mask
         return need
-
-    def columns_to_recheck(self, chunk: int, fences: dict[str, Any]) -> list[str]:
-        """The columns of one chunk that can fail a row rule."""
-        return [name for name, mask in self._suspect(fences).items() if mask[chunk]]
 
 
 #: (check, column, schema check): what a row-level finding is about
@@ -212,8 +209,14 @@ class _RowRules:
 
     def failures(self, batch: pa.RecordBatch) -> list[RowFailure]:
         """Every row failure of ``batch`` whose check is not switched off."""
-        failures = [f for rule in self.rules for f in rule(batch)]
-        return [f for f in failures if severity(f.check, self.options) != "off"]
+        failures: dict[tuple[str, str | None, str | None], RowFailure] = {}
+        for rule in self.rules:
+            for f in rule(batch):
+                # One failure per (check, column): a column asked non-null twice counts once.
+                key = (f.check, f.column, f.schema_check)
+                if key not in failures and severity(f.check, self.options) != "off":
+                    failures[key] = f
+        return list(failures.values())
 
 
 _ROW_ADVICE = {
@@ -385,7 +388,8 @@ def _check_columns(run: _Run, prof: Profile) -> tuple[list[Finding], _RowRules]:
     fences = outlier_fences(prof, opts, None if plan is None else plan.outlier_overrides(src))
     kinds = {name: c.kind for name, c in prof.columns.items()}
     schema_rules = [] if plan is None else plan.row_rules(src)
-    rules = [non_finite_rule(floats), *schema_rules, outlier_rule(fences, kinds)]
+    asked = [null_rule(list(opts.not_null))] if opts.not_null else []
+    rules = [non_finite_rule(floats), *asked, *schema_rules, outlier_rule(fences, kinds)]
     return column_level, _RowRules(rules, opts, fences)
 
 
@@ -400,6 +404,8 @@ def _chunks_to_recheck(
         return None
     if run.plan is not None and run.plan.checks_every_row:
         return None
+    if any(name not in notes.bad for name in run.opts.not_null):
+        return None  # pass 1 tracks nulls of numeric columns only
     need = notes.needing_recheck(fences)
     return [c for c, n in zip(run.src.chunks(), need, strict=True) if n]
 
@@ -515,9 +521,11 @@ def _row_pass_batches(
     if chunks is None:
         yield from run.src.iter_batches()
         return
-    notes = None if run.outputs else run.notes
+    suspect = None if run.outputs or run.notes is None else run.notes.suspect(rules.fences)
     for chunk in chunks:
-        columns = None if notes is None else notes.columns_to_recheck(chunk.index, rules.fences)
+        columns = None
+        if suspect is not None:
+            columns = [name for name, mask in suspect.items() if mask[chunk.index]]
         yield from run.src.iter_batches(columns=columns, chunks=[chunk])
 
 

@@ -194,3 +194,12 @@ def test_bad_options():
         guard([], on_bad="explode")
     with pytest.raises(UsageError, match="unknown guard check"):
         guard([], checks=["nonfinite", "vibes"])
+
+
+def test_two_guards_in_one_directory_keep_every_part(tmp_path):
+    x, y, ids = _dirty()
+    for _ in range(2):
+        loader = DataLoader(TensorDataset(x, y, ids), batch_size=64)
+        with guard(loader, quarantine=tmp_path / "q", row_id=2) as g:
+            list(g)
+    assert pq.read_table(tmp_path / "q").num_rows == 6

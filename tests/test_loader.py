@@ -158,3 +158,20 @@ def test_each_clean_row_once_per_epoch(tmp_path_factory, n, bad, batch_size, str
             loader.sampler.set_epoch(epoch)
         ids = torch.cat([b.row_id for b in loader]).tolist() if expected else []
         assert sorted(ids) == expected
+
+
+def test_nulls_in_features_and_label_are_quarantined(tmp_path):
+    path = tmp_path / "n.parquet"
+    pq.write_table(
+        pa.table({
+            "a": pa.array([1.0, None, 3.0, 4.0, 5.0, 6.0]),
+            "b": pa.array([1, 2, None, 4, 5, 6]),
+            "y": pa.array([0, 1, 0, None, 1, 0]),
+        }),
+        path,
+    )  # fmt: skip
+    loader = make_loader(path, label="y", batch_size=2, cache_dir=tmp_path / "c")
+    ids = torch.cat([b.row_id for b in loader]).tolist()
+    assert sorted(ids) == [0, 4, 5]
+    checks = {(f.check, f.column) for f in loader.batchguard.report.findings}
+    assert {("null", "a"), ("null", "b"), ("null", "y")} <= checks
