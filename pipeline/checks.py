@@ -59,8 +59,14 @@ def column_findings(profile: Profile, options: ValidationOptions) -> list[Findin
         In column order; checks whose severity is "off" are left out.
     """
     if profile.rows == 0:
-        empty = Finding("empty", None, severity("empty", options), 0, 0.0,  # type: ignore[arg-type]
-                        "the dataset has no rows; check the export or the path")
+        empty = Finding(
+            "empty",
+            None,
+            severity("empty", options),
+            0,
+            0.0,  # type: ignore[arg-type]
+            "the dataset has no rows; check the export or the path",
+        )
         return [empty] if empty.severity != "off" else []
     found: list[Finding] = []
     for name, column in profile.columns.items():

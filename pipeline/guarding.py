@@ -381,9 +381,7 @@ class BatchChecker:
             raise BadBatchError(_describe(index, row_problems, batch_problems, row_ids, bad_pos))
         if bad_pos.size:
             if self.quarantine is not None:
-                self.quarantine.add(
-                    _records(index, flat, y, ids, bad_pos, row_problems)
-                )
+                self.quarantine.add(_records(index, flat, y, ids, bad_pos, row_problems))
             if self.on_bad == "warn":
                 log.warning("batchguard: %s", _describe(index, row_problems, [], row_ids, bad_pos))
                 return batch
@@ -459,10 +457,26 @@ def _records(
             for c, _, t in row_problems if masks[c][k]
         ]  # fmt: skip
         if loss is not None:
-            reasons.append({"check": "loss_spike", "column": None, "value": repr(loss),
-                            "threshold": None, "schema_check": None, "score": None})
-        out.append({"_row_id": rids[k], "batch": index, "position": pos,
-                    "features": feats[k].tolist(), "label": labels[k], "_reasons": reasons})
+            reasons.append(
+                {
+                    "check": "loss_spike",
+                    "column": None,
+                    "value": repr(loss),
+                    "threshold": None,
+                    "schema_check": None,
+                    "score": None,
+                }
+            )
+        out.append(
+            {
+                "_row_id": rids[k],
+                "batch": index,
+                "position": pos,
+                "features": feats[k].tolist(),
+                "label": labels[k],
+                "_reasons": reasons,
+            }
+        )
     return out
 
 
@@ -482,8 +496,16 @@ def _select(batch: Any, keep: torch.Tensor, n: int) -> Any:
 class Guard:
     """An iterable wrapper of a DataLoader that checks every batch. Build it with :func:`guard`."""
 
-    def __init__(self, loader: Any, checker: BatchChecker, *, loss_window: int = 50,
-                 loss_threshold: float = 6.0, loss_min_history: int = 10, keep_last: int = 4):
+    def __init__(
+        self,
+        loader: Any,
+        checker: BatchChecker,
+        *,
+        loss_window: int = 50,
+        loss_threshold: float = 6.0,
+        loss_min_history: int = 10,
+        keep_last: int = 4,
+    ):
         self.loader = loader
         self.checker = checker
         self.loss_window = loss_window
@@ -662,8 +684,15 @@ def guard(
     derived = _from_loader_info(loader)
     if profile is not None:
         derived.update(_from_profile(profile, feature_names))
-    checker = BatchChecker(on_bad=on_bad, quarantine=quarantine, checks=checks,
-                           features=features, label=label, row_id=row_id, **derived)
+    checker = BatchChecker(
+        on_bad=on_bad,
+        quarantine=quarantine,
+        checks=checks,
+        features=features,
+        label=label,
+        row_id=row_id,
+        **derived,
+    )
     return Guard(loader, checker, loss_window=loss_window, loss_threshold=loss_threshold)
 
 

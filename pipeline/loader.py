@@ -261,22 +261,23 @@ def _label_values(y: pa.Array, classes: list[Any] | None) -> np.ndarray:
     return codes.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _select_features(
-    src: Source, features: Sequence[str] | None, label: str | None
-) -> list[str]:
+def _select_features(src: Source, features: Sequence[str] | None, label: str | None) -> list[str]:
     if features is not None:
         missing = [f for f in features if f not in src.columns]
         if missing:
-            raise UsageError(f"{src.path}: no feature column {missing[0]!r}; columns are "
-                             f"{', '.join(src.columns)}")
+            raise UsageError(
+                f"{src.path}: no feature column {missing[0]!r}; columns are "
+                f"{', '.join(src.columns)}"
+            )
         bad = [f for f in features if not _numeric(src.schema.field(f).type)]
         if bad:
             typ = src.schema.field(bad[0]).type
-            raise UsageError(f"feature {bad[0]!r} of {src.path} is {typ}, "
-                             "not numeric; encode it first or leave it out of features")
+            raise UsageError(
+                f"feature {bad[0]!r} of {src.path} is {typ}, "
+                "not numeric; encode it first or leave it out of features"
+            )
         return list(features)
-    return [f.name for f in src.schema
-            if f.name not in (label, ROW_ID) and _numeric(f.type)]
+    return [f.name for f in src.schema if f.name not in (label, ROW_ID) and _numeric(f.type)]
 
 
 def _numeric(typ: pa.DataType) -> bool:
@@ -376,11 +377,15 @@ def make_loader(
     # quarantine them too, schema or not.
     wanted = _select_features(open_source(source), features, label)
     validate_options.setdefault("not_null", tuple(wanted) + ((label,) if label else ()))
-    report = validate(source, schema, label=label, clean=clean_path, quarantine=quarantine,
-                      **validate_options)
+    report = validate(
+        source, schema, label=label, clean=clean_path, quarantine=quarantine, **validate_options
+    )
     if report.errors:
-        log.warning("batchguard: %s; training on the %s clean rows", report.verdict(),
-                    f"{report.rows_clean:,}")
+        log.warning(
+            "batchguard: %s; training on the %s clean rows",
+            report.verdict(),
+            f"{report.rows_clean:,}",
+        )
     clean = Source(clean_path)
     chosen = _select_features(clean, features, label)
     dropped: dict[str, str] = {}
@@ -389,8 +394,10 @@ def make_loader(
             if f.check in DEGENERATE and f.column in chosen and f.column not in dropped:
                 dropped[f.column] = f.check
         if dropped:
-            log.warning("batchguard: leaving out degenerate features %s",
-                        ", ".join(f"{k} ({v})" for k, v in dropped.items()))
+            log.warning(
+                "batchguard: leaving out degenerate features %s",
+                ", ".join(f"{k} ({v})" for k, v in dropped.items()),
+            )
         chosen = [c for c in chosen if c not in dropped]
     if not chosen:
         raise UsageError(f"{report.dataset}: no usable numeric feature columns left")
@@ -402,15 +409,36 @@ def make_loader(
     dataset = ArrowMatrixDataset(feature_path)
     dataset._tmpdir = tmpdir  # type: ignore[attr-defined]  # removed with the dataset
 
-    sampler = _batch_sampler(dataset, batch_size, label, stratify, shuffle, drop_last, seed,
-                             bins, num_replicas, rank, classes is not None)
+    sampler = _batch_sampler(
+        dataset,
+        batch_size,
+        label,
+        stratify,
+        shuffle,
+        drop_last,
+        seed,
+        bins,
+        num_replicas,
+        rank,
+        classes is not None,
+    )
     loader: DataLoader[Batch] = DataLoader(
-        dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-        pin_memory=pin_memory, persistent_workers=num_workers > 0, collate_fn=_as_is,
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        collate_fn=_as_is,
     )
     loader.batchguard = LoaderInfo(
-        features=chosen, dropped_features=dropped, label=label, classes=classes,
-        report=report, scaler=fitted, cache_path=feature_path,
+        features=chosen,
+        dropped_features=dropped,
+        label=label,
+        classes=classes,
+        report=report,
+        scaler=fitted,
+        cache_path=feature_path,
         findings=[f for f in report.findings if f.check in DEGENERATE],
     )
     return loader
@@ -477,15 +505,25 @@ def _batch_sampler(
     if label is not None and stratify:
         assert dataset.labels is not None
         return _ArrayBatchSampler(
-            dataset.labels, batch_size, drop_last=drop_last, seed=seed,
-            num_replicas=num_replicas, rank=rank,
+            dataset.labels,
+            batch_size,
+            drop_last=drop_last,
+            seed=seed,
+            num_replicas=num_replicas,
+            rank=rank,
             bins=None if categorical else (bins or 10),
         )
     if num_replicas is not None and num_replicas > 1:
         from torch.utils.data.distributed import DistributedSampler
 
-        base: Any = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank or 0,
-                                       shuffle=shuffle, seed=seed, drop_last=drop_last)
+        base: Any = DistributedSampler(
+            dataset,
+            num_replicas=num_replicas,
+            rank=rank or 0,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+        )
     elif shuffle:
         base = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     else:

@@ -38,8 +38,16 @@ from torch.utils.data import Sampler
 
 # Golden ratio conjugate: the rotation with the most even spacing (all partial quotients 1).
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
-_STATE_KEYS = ("epoch", "seed", "batches_yielded", "num_replicas", "rank", "batch_size",
-               "drop_last", "num_rows")
+_STATE_KEYS = (
+    "epoch",
+    "seed",
+    "batches_yielded",
+    "num_replicas",
+    "rank",
+    "batch_size",
+    "drop_last",
+    "num_rows",
+)
 
 
 def _positive_int(name: str, value: Any) -> int:

@@ -119,7 +119,10 @@ def test_resume_yields_the_uninterrupted_tail(
 ) -> None:
     rank = data.draw(st.integers(0, replicas - 1))
     kw: dict[str, Any] = {
-        "drop_last": drop_last, "seed": seed, "num_replicas": replicas, "rank": rank
+        "drop_last": drop_last,
+        "seed": seed,
+        "num_replicas": replicas,
+        "rank": rank,
     }
     sampler = StratifiedBatchSampler(labels, batch_size, **kw)
     sampler.set_epoch(epoch)
