@@ -62,9 +62,9 @@ def column_findings(profile: Profile, options: ValidationOptions) -> list[Findin
         empty = Finding(
             "empty",
             None,
-            severity("empty", options),
+            severity("empty", options),  # type: ignore[arg-type]  # "off" is filtered below
             0,
-            0.0,  # type: ignore[arg-type]
+            0.0,
             "the dataset has no rows; check the export or the path",
         )
         return [empty] if empty.severity != "off" else []

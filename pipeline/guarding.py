@@ -608,13 +608,9 @@ def _from_loader_info(loader: Any) -> dict[str, Any]:
     info = getattr(loader, "batchguard", None)
     if info is None or info.report is None:
         return {}
-    from .checks import outlier_fences
-
-    prof, opts = info.report.profile, info.report.options
-    fences = outlier_fences(prof, opts)
-    lo = np.array([fences[f].low if f in fences else -np.inf for f in info.features])
-    hi = np.array([fences[f].high if f in fences else np.inf for f in info.features])
-    if info.scaler is not None:
+    derived = _from_profile(info.report.profile, info.features, info.report.options)
+    lo, hi = derived["bounds"]
+    if info.scaler is not None:  # the loader serves scaled features: move the fences too
         center = getattr(info.scaler, "center_", None)
         scale = getattr(info.scaler, "scale_", None)
         center = np.zeros(len(lo)) if center is None else np.asarray(center, dtype=np.float64)
@@ -623,9 +619,9 @@ def _from_loader_info(loader: Any) -> dict[str, Any]:
     # Clean rows lie within the fences; a little slack absorbs float32 rounding.
     slack = 1e-4 * np.maximum(np.abs(lo), np.abs(hi))
     slack[~np.isfinite(slack)] = 0
-    varied = np.array([prof.stats(f).distinct > 1 for f in info.features])
-    classes = None if info.classes is None else len(info.classes)
-    return {"bounds": (lo - slack, hi + slack), "varied": varied, "num_classes": classes}
+    derived["bounds"] = (lo - slack, hi + slack)
+    derived["num_classes"] = None if info.classes is None else len(info.classes)
+    return derived
 
 
 def guard(
@@ -696,13 +692,16 @@ def guard(
     return Guard(loader, checker, loss_window=loss_window, loss_threshold=loss_threshold)
 
 
-def _from_profile(profile: Any, feature_names: Sequence[str] | None) -> dict[str, Any]:
+def _from_profile(
+    profile: Any, feature_names: Sequence[str] | None, options: Any = None
+) -> dict[str, Any]:
+    """Outlier fences (as per-feature bounds) and which features vary, from a profile."""
     if feature_names is None:
         raise UsageError("guard(profile=...) needs feature_names=[...], one per feature column")
     from .checks import outlier_fences
     from .options import ValidationOptions
 
-    fences = outlier_fences(profile, ValidationOptions())
+    fences = outlier_fences(profile, options or ValidationOptions())
     lo = np.array([fences[f].low if f in fences else -np.inf for f in feature_names])
     hi = np.array([fences[f].high if f in fences else np.inf for f in feature_names])
     varied = np.array([profile.stats(f).distinct > 1 for f in feature_names])

@@ -45,7 +45,7 @@ def bad_row_mask(num_rows: int, failures: Sequence[RowFailure]) -> np.ndarray:
     return mask
 
 
-def reasons_array(num_rows: int, failures: Sequence[RowFailure]) -> tuple[np.ndarray, pa.Array]:
+def reasons_array(failures: Sequence[RowFailure]) -> tuple[np.ndarray, pa.Array]:
     """The failing rows' positions and one list of reasons per failing row.
 
     Returns
@@ -212,7 +212,7 @@ class OutputSplitter:
 
     def write(self, batch: pa.RecordBatch, failures: Sequence[RowFailure]) -> None:
         if self.quarantine is not None and failures:
-            positions, reasons = reasons_array(batch.num_rows, failures)
+            positions, reasons = reasons_array(failures)
             bad = batch.take(pa.array(positions))
             self.quarantine.write(
                 pa.RecordBatch.from_arrays([*bad.columns, reasons], schema=self.quarantine.schema)

@@ -59,10 +59,16 @@ def test_clean_batches_pass_through_unchanged(form):
 
 
 def test_workers_and_sampler_epoch_pass_through():
+    from torch.utils.data.distributed import DistributedSampler
+
     x, y, ids = _clean()
     loader = DataLoader(TensorDataset(x, y, ids), batch_size=32, num_workers=2)
     got = torch.cat([b[2] for b in guard(loader)])
     assert got.tolist() == ids.tolist()
+    ds = TensorDataset(x, y, ids)
+    sampled = DataLoader(ds, batch_size=32, sampler=DistributedSampler(ds, 1, 0))
+    guard(sampled).sampler.set_epoch(3)
+    assert sampled.sampler.epoch == 3
 
 
 def _dirty():
