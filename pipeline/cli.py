@@ -180,7 +180,7 @@ def validate_command(dataset: str, **kw: Any) -> None:
 
 
 def _run(dataset: str, **kw: Any) -> int:
-    from .atomic import write_text
+    from ._atomic import write_text
     from .report import render
     from .validation import validate
 

@@ -116,7 +116,7 @@ def render(report: Report) -> str:
 
 def write(report: Report, path: str | os.PathLike[str]) -> None:
     """Write the HTML report to ``path`` atomically (a temporary file, then a rename)."""
-    from ..atomic import write_text
+    from .._atomic import write_text
 
     write_text(path, render(report))
 

@@ -117,7 +117,7 @@ class Schema:
         if header:
             text = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) + text
         if path is not None:
-            from ..atomic import write_text
+            from .._atomic import write_text
 
             write_text(path, text)
         return text

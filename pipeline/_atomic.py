@@ -1,0 +1,175 @@
+"""Atomic outputs: written under a hidden temporary name beside the target, then renamed.
+
+Every file batchguard writes goes through here, so that a reader (or the next run)
+sees either the previous output or the whole new one, never a part of it, and an
+interrupted run leaves at most a hidden ``.<name>.<pid>.<token>.tmp`` beside it:
+
+- :func:`write_text`: a small text file (reports, schemas, a saved scaler);
+- :class:`StagedFile`: a file that a writer streams into (parquet, Arrow IPC);
+  a context manager, or two steps (:meth:`~StagedFile.sync` every file first, then
+  :meth:`~StagedFile.publish` them) when several outputs must appear together;
+- :func:`staging_dir` and :func:`publish_dir`: a folder of part files written by
+  several processes, renamed as a whole.
+
+The data is flushed to disk (``fsync``) before the rename: a rename that reached the
+disk before the data would expose an empty or short file after a crash. Special files
+(``/dev/null``, ``/dev/stdout``, a fifo) are written in place: renaming over them would
+replace the device.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+
+def _temporary_name(target: Path) -> Path:
+    # Hidden, so that globs and listings of outputs pass it by; the pid and a random token
+    # keep processes and threads writing the same target from sharing one temporary file.
+    return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') written data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StagedFile:
+    """One output file, written under a temporary name and renamed when complete.
+
+    Write to :attr:`temp` (any writer that takes a path), then either leave the
+    ``with`` block (renamed on success, removed on an exception) or call
+    :meth:`sync` and :meth:`publish` (or :meth:`discard`) yourself.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final name.
+    durable : bool, default True
+        Flush the data to disk before the rename. Only for files that are rebuilt
+        whenever they are needed (caches): they still appear whole or not at all,
+        but a crash may leave them short.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The final name.
+    temp : pathlib.Path
+        Where to write: a hidden name beside ``path``, or ``path`` itself when it is
+        a special file such as ``/dev/null``.
+
+    Examples
+    --------
+    >>> with StagedFile("out.bin") as staged:  # doctest: +SKIP
+    ...     staged.temp.write_bytes(b"complete or absent")
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
+        self.path = Path(path)
+        self.durable = durable
+        self._in_place = self.path.exists() and not self.path.is_file()
+        self.temp = self.path if self._in_place else _temporary_name(self.path)
+
+    def sync(self) -> None:
+        """Flush the finished temporary file to disk (it keeps its temporary name)."""
+        if self.durable and not self._in_place:
+            _fsync(self.temp)
+
+    def publish(self) -> None:
+        """Move the finished temporary file to its final name, replacing what was there."""
+        if not self._in_place:
+            os.replace(self.temp, self.path)
+
+    def commit(self) -> None:
+        """:meth:`sync`, then :meth:`publish`."""
+        self.sync()
+        self.publish()
+
+    def discard(self) -> None:
+        """Remove the temporary file (a special file written in place is left alone)."""
+        if not self._in_place:
+            self.temp.unlink(missing_ok=True)
+
+    def __enter__(self) -> StagedFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.discard()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.discard()
+            raise
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the whole new one.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    text : str
+    """
+    with StagedFile(path) as staged, open(staged.temp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def staging_dir(target: str | os.PathLike[str]) -> Path:
+    """The hidden folder beside ``target`` in which its parts are written (not created).
+
+    Parameters
+    ----------
+    target : str or os.PathLike
+        The output folder, published with :func:`publish_dir`.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    return _temporary_name(Path(target))
+
+
+def publish_dir(staging: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Move a finished staging folder to ``target``, replacing an earlier output.
+
+    Hidden files left in the folder (temporary files of writers that failed and were
+    retried) are removed; every part and then the folder itself are flushed to disk
+    before the rename. An earlier ``target`` is moved aside first and removed only
+    once the new folder carries the name.
+
+    Parameters
+    ----------
+    staging : str or os.PathLike
+        From :func:`staging_dir`, holding the complete parts.
+    target : str or os.PathLike
+    """
+    staging, target = Path(staging), Path(target)
+    for stray in staging.glob(".*"):
+        stray.unlink()
+    for part in staging.iterdir():
+        _fsync(part)
+    _fsync(staging)
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = target.with_name(f".{target.name}.{os.getpid()}.old")
+    os.replace(target, old)
+    os.replace(staging, target)
+    if old.is_dir():
+        shutil.rmtree(old)
+    else:
+        old.unlink()
