@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import ROOT, SAMPLE_DATA
@@ -35,15 +36,25 @@ def test_help_does_not_import_heavy_libraries():
     assert out.stdout.strip().splitlines()[-1] == "HEAVY:"  # no heavy module was imported
 
 
-def test_json_report_on_faulty_sample(faults):
-    out = run(str(SAMPLE_DATA / "credit.parquet"), "--label", "default", "--format", "json")
+def test_json_report_on_faulty_sample(faults, tmp_path):
+    quarantine, clean = tmp_path / "q.parquet", tmp_path / "c.parquet"
+    out = run(
+        str(SAMPLE_DATA / "credit.parquet"), "--label", "default", "--format", "json",
+        "--quarantine", str(quarantine), "--clean", str(clean),
+    )  # fmt: skip
     assert out.returncode == 1, out.stderr
     report = json.loads(out.stdout)
     assert report["report_version"] == 1 and report["exit_code"] == 1 and not report["passed"]
     got = sorted((f["check"], f["column"], f["count"]) for f in report["findings"])
     truth = faults["credit.parquet"]
     assert got == sorted((f["check"], f["column"], f["count"]) for f in truth["faults"])
-    assert report["rows"] == report["rows_clean"] + report["rows_quarantined"] == 20_000
+    # the counts are the rows in the written files, and every row is in one of them
+    quarantined = pq.read_table(quarantine).column("_row_id").to_pylist()
+    kept = pq.read_table(clean).column("_row_id").to_pylist()
+    assert report["rows_quarantined"] == len(quarantined)
+    assert sorted(quarantined) == sorted({r for f in truth["faults"] for r in f.get("rows", [])})
+    assert report["rows_clean"] == len(kept)
+    assert sorted(quarantined + kept) == list(range(report["rows"])) == list(range(20_000))
     assert report["label"] == {"column": "default", "classes": {"0": 19_200, "1": 800}}
     for key in (
         "dtype",

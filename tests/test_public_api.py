@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import version
 
 import pipeline
 from tests.conftest import ROOT
@@ -19,8 +20,14 @@ PUBLIC = [
 
 def test_public_names_are_pinned_and_resolve():
     assert pipeline.__all__ == sorted(PUBLIC)
+    assert pipeline.__version__ == version("batchguard")
     for name in PUBLIC:
-        assert getattr(pipeline, name) is not None
+        if name == "__version__":
+            continue
+        # each lazy name resolves to the class or function of that name in the package
+        obj = getattr(pipeline, name)
+        assert obj.__name__ == name and obj.__module__.startswith("pipeline."), name
+        assert name in dir(pipeline)
 
 
 def test_functions_stay_functions_after_their_modules_load():

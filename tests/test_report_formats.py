@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import validate
 from pipeline.report import FORMATS, render
-from pipeline.report.common import check_label, checks_run, number
+from pipeline.report.common import check_label, number
 from pipeline.report.github import (
     SUMMARY_LIMIT,
     escape_data,
@@ -86,7 +86,7 @@ def test_junit_one_suite_one_case_per_column_check(sensors):
     names = [c.get("name") for c in cases]
     assert len(names) == len(set(names)) == int(suite.get("tests")) == int(root.get("tests"))
     assert {c.get("classname") for c in cases} == {sensors.dataset}
-    expected = [c if col is None else f"{col}.{c}" for col, c in checks_run(sensors)]
+    expected = [c if col is None else f"{col}.{c}" for col, c in sensors.checks_run]
     assert names == expected
     # every finding has its test case; passing checks are there too
     for f in sensors.findings:
@@ -271,12 +271,24 @@ def test_json_report_keeps_examples_out(tmp_path, dirty_parquet):
 
 def test_checks_run_skips_checks_turned_off(dirty_parquet):
     report = validate(dirty_parquet, severities={"outlier": "off", "near_constant": "off"})
-    checks = {c for _, c in checks_run(report)}
+    checks = {c for _, c in report.checks_run}
     assert "outlier" not in checks and "near_constant" not in checks and "nan" in checks
 
 
-def test_reports_render_from_a_path_object(tmp_path: Path, dirty_parquet):
-    # the dataset may be given as a Path; every format uses its string form
+def test_reports_render_from_a_path_object(dirty_parquet):
+    # the dataset may be given as a Path; every format names it by its string form
     report = validate(Path(dirty_parquet))
-    for fmt in FORMATS:
-        assert render(report, fmt)
+    name = str(dirty_parquet)
+    texts = {fmt: render(report, fmt) for fmt in FORMATS}
+    assert texts["text"].startswith(f"{name}  2,000 rows")
+    assert json.loads(texts["json"])["dataset"] == name
+    assert f"FAILED: {escape(name)}" in texts["markdown"]
+    assert ET.fromstring(texts["junit"]).find("testsuite").get("name") == name
+    annotations = texts["github"].splitlines()
+    assert annotations and all(
+        line.startswith(("::error file=", "::warning file="))
+        and f"file={escape_property(name)}," in line
+        for line in annotations
+    )
+    for text in texts.values():
+        assert "Path(" not in text
