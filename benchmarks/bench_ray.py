@@ -25,6 +25,7 @@ Usage::
 
     python benchmarks/bench_ray.py                 # bench_5m.parquet, 3 rounds
     python benchmarks/bench_ray.py --data benchmarks/data/bench_small.parquet --reps 1
+    python benchmarks/bench_ray.py --quick         # smoke run: 20k rows, local and ray, 1 round
 """
 
 from __future__ import annotations
@@ -32,9 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,11 +41,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-DATA_DIR = HERE / "data"
-DEFAULT_DATA = DATA_DIR / "bench_5m.parquet"
+import _harness as h
+
+DEFAULT_DATA = h.DATA_DIR / "bench_5m.parquet"
 VARIANTS = ["local", "local_outputs", "ray", "ray_outputs", "startup"]
+QUICK_VARIANTS = ["local", "ray"]
 
 
 # -- child side --------------------------------------------------------------------------------
@@ -73,13 +72,14 @@ def _child(variant: str, path: str, scratch: str) -> dict[str, Any]:
         return {"init_s": t1 - t0, "first_dataset_s": t2 - t1, "shutdown_s": t3 - t2,
                 "seconds": t3 - t0}  # fmt: skip
 
-    import pipeline.validation as v
+    import pipeline
 
+    validate = pipeline.validate  # the public function; resolves the lazy import first
     outputs = variant.endswith("_outputs")
     if variant.startswith("local"):
         kw = {"quarantine": f"{scratch}/q.parquet", "clean": f"{scratch}/c.parquet"}
         t0 = time.perf_counter()
-        report = v.validate(path, label="label", **(kw if outputs else {}))
+        report = validate(path, label="label", **(kw if outputs else {}))
         out["seconds"] = time.perf_counter() - t0
     else:
         t0 = time.perf_counter()
@@ -88,7 +88,7 @@ def _child(variant: str, path: str, scratch: str) -> dict[str, Any]:
         for run in ("cold", "warm"):
             kw = {"quarantine": f"{scratch}/q-{run}", "clean": f"{scratch}/c-{run}"}
             t1 = time.perf_counter()
-            report = v.validate(path, label="label", engine="ray", **(kw if outputs else {}))
+            report = validate(path, label="label", engine="ray", **(kw if outputs else {}))
             out[f"{run}_run_s"] = time.perf_counter() - t1
         out["cold_s"] = out["init_s"] + out["cold_run_s"]
         out["seconds"] = out["warm_run_s"]
@@ -99,11 +99,11 @@ def _child(variant: str, path: str, scratch: str) -> dict[str, Any]:
 
 def _check(path: str) -> dict[str, Any]:
     """Compare the two engines' JSON reports on ``path``."""
-    import pipeline.validation as v
+    import pipeline
     from pipeline.report import render
 
     _init_ray()
-    reports = {e: json.loads(render(v.validate(path, label="label", engine=e), "json"))
+    reports = {e: json.loads(render(pipeline.validate(path, label="label", engine=e), "json"))
                for e in ("local", "ray")}  # fmt: skip
     a, b = reports["ray"], reports["local"]
     worst, where = 0.0, ""
@@ -131,82 +131,48 @@ def _check(path: str) -> dict[str, Any]:
 
 # -- parent side -------------------------------------------------------------------------------
 def run_child(args: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryDirectory(dir=DATA_DIR, prefix=".bench_ray.") as scratch:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args, scratch]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["process_wall_s"] = wall
-    return result
-
-
-def busy_fraction(seconds: float = 0.5) -> float | None:
-    """Share of all CPUs busy over ``seconds`` (others' work: nothing of ours runs then)."""
-
-    def times() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return sum(fields), fields[3] + fields[4]
-
-    try:
-        total0, idle0 = times()
-        time.sleep(seconds)
-        total1, idle1 = times()
-    except (OSError, ValueError, IndexError):
-        return None
-    return None if total1 == total0 else 1.0 - (idle1 - idle0) / (total1 - total0)
+    """One variant (or the engine check) in a fresh process, with a scratch directory."""
+    with tempfile.TemporaryDirectory(dir=h.DATA_DIR, prefix=".bench_ray.") as scratch:
+        return h.run_python([__file__, "--child", *args, scratch]).result()
 
 
 def bench(path: Path, reps: int, variants: list[str], quiet_wait: float) -> dict[str, Any]:
     results: dict[str, Any] = {"data": str(path), "rows_file_mb": path.stat().st_size / 1e6,
-                               "cpus": os.cpu_count(), "rounds": []}  # fmt: skip
+                               "machine": h.machine(), "rounds": []}  # fmt: skip
     for r in range(reps):
         round_: dict[str, Any] = {}
         for variant in variants:
-            deadline = time.monotonic() + quiet_wait
-            busy = busy_fraction()
-            while busy is not None and busy > 0.25 and time.monotonic() < deadline:
-                time.sleep(2.0)
-                busy = busy_fraction()
-            round_[variant] = run_child([variant, str(path)])
-            round_[variant]["busy_before"] = busy
-            print(f"round {r + 1} {variant}: {json.dumps(round_[variant])}", file=sys.stderr)
+            busy = h.wait_for_quiet(0.25, quiet_wait)
+            round_[variant] = {**run_child([variant, str(path)]), "busy_before": busy}
+            h.log(f"round {r + 1} {variant}: {json.dumps(round_[variant])}")
         results["rounds"].append(round_)
     return results
 
 
-def _median(results: dict[str, Any], variant: str, key: str) -> float | None:
-    values = [r[variant][key] for r in results["rounds"] if variant in r and key in r[variant]]
-    return statistics.median(values) if values else None
+#: (label, variant, key) of each row of the table
+ROWS = [
+    ("local (no outputs)", "local", "seconds"),
+    ("local, quarantine + clean files", "local_outputs", "seconds"),
+    ("ray cold: init + first run (no outputs)", "ray", "cold_s"),
+    ("ray warm: second run (no outputs)", "ray", "warm_run_s"),
+    ("ray cold: init + first run, outputs", "ray_outputs", "cold_s"),
+    ("ray warm: second run, quarantine + clean dirs", "ray_outputs", "warm_run_s"),
+    ("ray.init() alone", "startup", "init_s"),
+    ("first one-row dataset after init", "startup", "first_dataset_s"),
+    ("ray.shutdown()", "startup", "shutdown_s"),
+    ("start-up total (import, init, dataset, shutdown)", "startup", "seconds"),
+]
 
 
 def table(results: dict[str, Any]) -> str:
-    def fmt(x: float | None) -> str:
-        return "" if x is None or math.isnan(x) else f"{x:.2f}"
-
-    rows = ["| variant | time (s) | min-max (s) |", "|---|---:|---:|"]
-    specs = [
-        ("local (no outputs)", "local", "seconds"),
-        ("local, quarantine + clean files", "local_outputs", "seconds"),
-        ("ray cold: init + first run (no outputs)", "ray", "cold_s"),
-        ("ray warm: second run (no outputs)", "ray", "warm_run_s"),
-        ("ray cold: init + first run, outputs", "ray_outputs", "cold_s"),
-        ("ray warm: second run, quarantine + clean dirs", "ray_outputs", "warm_run_s"),
-        ("ray.init() alone", "startup", "init_s"),
-        ("first one-row dataset after init", "startup", "first_dataset_s"),
-        ("ray.shutdown()", "startup", "shutdown_s"),
-        ("start-up total (import, init, dataset, shutdown)", "startup", "seconds"),
-    ]
-    for label, variant, key in specs:
+    rows = []
+    for label, variant, key in ROWS:
         values = [r[variant][key] for r in results["rounds"] if key in r.get(variant, {})]
-        if not values:
-            continue
-        span = f"{min(values):.2f}-{max(values):.2f}"
-        rows.append(f"| {label} | {fmt(statistics.median(values))} | {span} |")
-    return "\n".join(rows)
+        if values:
+            mid = h.median(values)
+            span = f"{min(values):.2f}-{max(values):.2f}"
+            rows.append([label, "" if math.isnan(mid) else f"{mid:.2f}", span])
+    return h.markdown_table(["variant", "time (s)", "min-max (s)"], rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,25 +194,31 @@ def main(argv: list[str] | None = None) -> int:
         default=60.0,
         help="seconds to wait, at most, for other processes to calm down",
     )
-    parser.add_argument("--out", type=Path, default=DATA_DIR / "results_ray.json")
+    parser.add_argument("--out", type=Path, default=h.DATA_DIR / "results_ray.json")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: the 20k-row file, local and ray, 1 round"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.data, args.reps, args.quiet_wait = h.quick_file(), 1, 0.0
+        args.variants = ",".join(QUICK_VARIANTS)
+        args.out = h.DATA_DIR / "results_ray_quick.json"
     if not args.data.exists():
         if args.data != DEFAULT_DATA:
             parser.error(f"{args.data} does not exist")
-        subprocess.run([sys.executable, str(HERE / "make_data.py")], check=True, cwd=ROOT)
-    with open(args.data, "rb") as fh:  # warm the page cache once for every variant
-        while fh.read(64 << 20):
-            pass
+        subprocess.run([sys.executable, str(h.HERE / "make_data.py")], check=True, cwd=h.ROOT)
+    h.warm_cache(args.data)
     results = bench(args.data, args.reps, args.variants.split(","), args.quiet_wait)
     if not args.no_check:
         results["check"] = run_child(["check", str(args.data)])
-    args.out.write_text(json.dumps(results, indent=2))
-    print(f"File: {args.data} ({results['rows_file_mb']:.1f} MB); {os.cpu_count()} CPUs; "
-          f"medians of {args.reps} rounds, each variant in a fresh process.\n")  # fmt: skip
+    h.write_json(args.out, results)
+    print(f"File: {args.data} ({results['rows_file_mb']:.1f} MB); "
+          f"{results['machine']['cpus']} CPUs; medians of {args.reps} rounds, "
+          "each variant in a fresh process.\n")  # fmt: skip
     print(table(results))
     if "check" in results:
         print("\nEngines compared:", json.dumps(results["check"]))
-    for scratch in DATA_DIR.glob(".bench_ray.*"):
+    for scratch in h.DATA_DIR.glob(".bench_ray.*"):
         shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
