@@ -15,7 +15,7 @@ size 256 x 32 float32 with 5 imbalanced classes:
 (b) and (c) also run the irreducible part of the check alone (column min/max to the host)
 inside the same loop, to show what a check costs there (cold caches) against (e).
 
-Every ratio is taken within one round (the variants interleaved, their order alternated),
+Every ratio is taken within one round (the variants interleaved, their order rotated),
 and the median over ``--rounds`` rounds is reported; each variant's first ``--warmup``
 batches of a round are not timed, and round 0 is a warm-up. torch runs with one intra-op
 thread (``torch.set_num_threads(1)``; 2-core machine, single-threaded loops).
@@ -23,7 +23,8 @@ thread (``torch.set_num_threads(1)``; 2-core machine, single-threaded loops).
 Usage::
 
     python benchmarks/bench_guard.py             # full: 1M rows, ~3 min
-    python benchmarks/bench_guard.py --small     # smoke run: 60k rows, ~20 s
+    python benchmarks/bench_guard.py --small     # short run: 60k rows, ~20 s
+    python benchmarks/bench_guard.py --quick     # smoke run: 5k rows, a few seconds
 """
 
 from __future__ import annotations
@@ -35,9 +36,6 @@ import itertools
 import json
 import logging
 import operator
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +43,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import _harness as h
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -52,23 +51,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(h.ROOT))
 
-from pipeline.guarding import BatchChecker, guard  # noqa: E402
-from pipeline.loader import make_loader  # noqa: E402
+import pipeline  # noqa: E402
+from pipeline import guard  # noqa: E402
+from pipeline.guarding import BatchChecker  # noqa: E402
 
 BATCH = 256
 WIDTH = 32
 SHARES = [0.50, 0.25, 0.15, 0.07, 0.03]
-
-
-def _rows(loader: Any) -> int:
-    return len(loader.dataset)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def clean_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,81 +78,31 @@ def write_parquet(path: Path, x: np.ndarray, y: np.ndarray) -> None:
 
 
 # -- timing ---------------------------------------------------------------------------------------
-#: a variant: (open an iterator of batches, work done on each batch or None)
-Variant = tuple[Callable[[], Iterator[Any]], Callable[[Any], Any] | None]
-
-
-def interleaved_us(
-    variants: dict[str, Variant], warmup: int, batches: int, chunk: int
-) -> tuple[dict[str, float], dict[str, float]]:
-    """µs per batch of each variant; all iterators open, taking turns of ``chunk`` batches.
-
-    Taking turns makes a burst of load from other processes on this shared 2-core machine
-    fall on every variant alike, so the within-round ratio stays meaningful. Returns µs by
-    wall clock, and by this thread's CPU time (``time.thread_time``; everything here runs in
-    one thread, and CPU time leaves out the time other processes held the cores).
-    """
-    its = {name: (make(), step) for name, (make, step) in variants.items()}
-    for it, step in its.values():
-        for _ in range(warmup):
-            b = next(it)
-            if step is not None:
-                step(b)
-    wall = dict.fromkeys(its, 0.0)
-    cpu = dict.fromkeys(its, 0.0)
-    names = list(its)
-    turns = max(batches // chunk, 1)
-    for turn in range(turns):
-        for name in names if turn % 2 else names[::-1]:
-            it, step = its[name]
-            started, started_cpu = time.perf_counter(), time.thread_time()
-            if step is None:
-                for _ in range(chunk):
-                    next(it)
-            else:
-                for _ in range(chunk):
-                    step(next(it))
-            cpu[name] += time.thread_time() - started_cpu
-            wall[name] += time.perf_counter() - started
-    per = turns * chunk
-    return ({k: v / per * 1e6 for k, v in wall.items()}, {k: v / per * 1e6 for k, v in cpu.items()})
-
-
 def compare(
-    variants: dict[str, Variant],
+    variants: dict[str, h.Variant],
     args: argparse.Namespace,
     label: str,
     batches: int | None = None,
     chunk: int | None = None,
 ) -> dict[str, Any]:
-    """``--rounds`` rounds (+1 warm-up round) of :func:`interleaved_us`; medians and ratios."""
-    per_round: list[dict[str, float]] = []
-    per_round_cpu: list[dict[str, float]] = []
-    for r in range(args.rounds + 1):
-        got, got_cpu = interleaved_us(
-            variants, args.warmup, batches or args.batches, chunk or args.chunk
-        )
-        if r:
-            per_round.append(got)
-            per_round_cpu.append(got_cpu)
-        log(
-            f"{label} round {r}{' (warm-up)' if not r else ''}: "
-            + ", ".join(f"{k} {v:.1f} us" for k, v in got.items())
-        )
-    return {"wall_clock": _summarise(per_round), "thread_cpu_time": _summarise(per_round_cpu)}
+    """``--rounds`` rounds (+1 warm-up round) of interleaved loops; µs per batch, medians."""
+    wall, cpu = h.interleaved(
+        variants,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        batches=batches or args.batches,
+        chunk=chunk or args.chunk,
+        label=label,
+    )
+    return {"wall_clock": _summarise(wall), "thread_cpu_time": _summarise(cpu)}
 
 
-def _summarise(per_round: list[dict[str, float]]) -> dict[str, Any]:
-    names = list(per_round[0])
-    base = names[0]
-    return {
-        "us_per_batch": {k: statistics.median(d[k] for d in per_round) for k in names},
-        "ratio_to_first": {
-            k: statistics.median(d[k] / d[base] for d in per_round) for k in names[1:]
-        },
-        "overhead_us": {k: statistics.median(d[k] - d[base] for d in per_round) for k in names[1:]},
-        "rounds": per_round,
-    }
+def _summarise(rounds: list[h.Round]) -> dict[str, Any]:
+    """Medians, ratios to the first variant, and the overhead in µs over it."""
+    out = h.summarise(rounds, "us_per_batch")
+    base, *others = rounds[0]
+    out["overhead_us"] = {k: h.median(r[k] - r[base] for r in rounds) for k in others}
+    return out
 
 
 def _min_max_only(batch: Any) -> None:
@@ -237,7 +178,38 @@ def trip_cost(
 
 
 # -- (e) the clean path, op by op -----------------------------------------------------------------
-def op_costs(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def _per_call_us(f: Callable[[], Any], calls: int, samples: int = 7) -> float:
+    """µs per call of ``f`` in a tight loop: median of ``samples`` loops, the first not counted."""
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        for _ in range(calls):
+            f()
+        times.append((time.perf_counter() - started) / calls * 1e6)
+    return h.median(times[1:])
+
+
+def _observe_loss_us(loss: torch.Tensor, calls: int, samples: int = 7) -> float:
+    """µs per ``observe_loss(loss)`` on a guard that holds 50 recent losses.
+
+    Each call gets a guard of its own, built beforehand with the same history, so that
+    every call takes the same path (a call adds its loss to the history).
+    """
+    history = np.random.default_rng(0).normal(1.0, 0.05, 60).tolist()  # the last 50 stay
+    times = []
+    for _ in range(samples):
+        guards = [guard([]) for _ in range(calls)]
+        for g in guards:
+            for v in history:
+                g.observe_loss(v)
+        started = time.perf_counter()
+        for g in guards:
+            g.observe_loss(loss)
+        times.append((time.perf_counter() - started) / calls * 1e6)
+    return h.median(times[1:])
+
+
+def op_costs(x: np.ndarray, y: np.ndarray, calls: int) -> dict[str, float]:
     """µs per call, each op alone in a tight loop (warm caches: a lower bound for a real loop)."""
     xt = torch.from_numpy(np.ascontiguousarray(x[:BATCH]))
     yt = torch.from_numpy(np.ascontiguousarray(y[:BATCH]))
@@ -252,14 +224,10 @@ def op_costs(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     )
     batch = (xt, yt, torch.arange(BATCH))
     guarded = iter(guard(itertools.repeat(batch), row_id=2))
-    losses = guard([])
-    for v in np.random.default_rng(0).normal(1.0, 0.05, 60).tolist():
-        losses.observe_loss(v)
     history = np.random.default_rng(0).normal(1.0, 0.05, 50)
-    low_loss, high_loss = torch.tensor(0.99), torch.tensor(1.01)  # below / above the median
     ops: dict[str, Callable[[], Any]] = {
         "guard(...) next(): Guard + BatchChecker, clean batch, all checks": lambda: next(guarded),
-        "BatchChecker.__call__, clean batch, all checks": lambda: checker(batch, 0),
+        "BatchChecker.__call__, clean batch, all checks": lambda: checker(batch, index=0),
         "torch.amin(x, 0)": lambda: torch.amin(xt, 0),
         "torch.amax(x, 0)": lambda: torch.amax(xt, 0),
         "Tensor.tolist() (32 values)": lambda: lo_t.tolist(),
@@ -267,11 +235,6 @@ def op_costs(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "any(map(operator.eq, ...)) (32 values)": lambda: any(map(operator.eq, lows, highs)),
         "labels: y.tolist() + count (256 labels)": lambda: (lambda v: v.count(v[0]))(yt.tolist()),
         "torch op floor: x.sum()": lambda: xt.sum(),
-        # (each call's loss taken out of the history again, so that it stays the same)
-        "observe_loss(loss), 50 recent losses, loss below their median":
-            lambda: (losses.observe_loss(low_loss), losses._losses.pop()),
-        "observe_loss(loss), 50 recent losses, loss above their median (MAD computed)":
-            lambda: (losses.observe_loss(high_loss), losses._losses.pop()),
         "previous: torch.aminmax(x, dim=0)": lambda: torch.aminmax(xt, dim=0),
         "previous: torch.stack((lo, hi)).cpu().numpy()":
             lambda: torch.stack((lo_t, hi_t)).cpu().numpy(),
@@ -282,22 +245,33 @@ def op_costs(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "previous observe_loss: 2 x np.median over 50 losses":
             lambda: np.median(np.abs(history - np.median(history))),
     }  # fmt: skip
-    out = {}
-    for name, f in ops.items():
-        samples = []
-        for _ in range(7):
-            started = time.perf_counter()
-            for _ in range(2000):
-                f()
-            samples.append((time.perf_counter() - started) / 2000 * 1e6)
-        out[name] = statistics.median(samples[1:])
+    out = {name: _per_call_us(f, calls) for name, f in ops.items()}
+    # below / above the median of the recent losses (above it, the MAD is computed too)
+    for where, loss in (("below", 0.99), ("above", 1.01)):
+        name = f"observe_loss(loss), 50 recent losses, loss {where} their median"
+        out[name] = _observe_loss_us(torch.tensor(loss), calls)
     return out
+
+
+def _checks_fences(loader: Any) -> bool:
+    """Whether ``guard(loader)`` checks the dataset's fences: one absurd value must trip it."""
+    x, y, ids = loader.dataset[np.arange(BATCH)]
+    x = x.clone()
+    x[0, 0] = 1e30  # finite in float32, far beyond any fence of this data
+
+    class OneBatch(list):  # a list that can carry the loader's batchguard info
+        batchguard = loader.batchguard
+
+    probe = guard(OneBatch([pipeline.Batch(x, y, ids)]))
+    list(probe)
+    return probe.stats.reasons["out_of_range"] > 0
 
 
 # -- main -----------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--small", action="store_true", help="smoke run (60k rows, fewer rounds)")
+    ap.add_argument("--small", action="store_true", help="short run (60k rows, fewer rounds)")
+    ap.add_argument("--quick", action="store_true", help="smoke run (5k rows, 1 round, seconds)")
     ap.add_argument("--rows", type=int, help="rows of the synthetic dataset (default 1M)")
     ap.add_argument("--rounds", type=int, help="timed rounds (default 9; --small 3)")
     ap.add_argument("--batches", type=int, help="timed batches per variant and round")
@@ -306,35 +280,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nan-rows", type=int, default=2, help="NaN rows per tripping batch")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    rows = args.rows or (60_000 if args.small else 1_000_000)
-    args.rounds = args.rounds or (3 if args.small else 9)
-    args.batches = args.batches or (200 if args.small else 2000)
-    args.trip_batches = 400 if args.small else 4100
+    size = "quick" if args.quick else "small" if args.small else "full"
+    rows = args.rows or {"quick": 5_000, "small": 60_000, "full": 1_000_000}[size]
+    args.rounds = args.rounds or {"quick": 1, "small": 3, "full": 9}[size]
+    args.batches = args.batches or {"quick": 20, "small": 200, "full": 2000}[size]
+    args.trip_batches = {"quick": 20, "small": 400, "full": 4100}[size]
+    op_calls = 200 if args.quick else 2000
+    if args.quick:
+        args.warmup, args.chunk = 5, 10
     torch.set_num_threads(1)
     logging.getLogger("batchguard").setLevel(logging.ERROR)  # the trip runs log every batch
     x, y, ids = clean_data(rows)
+    versions = {"torch": torch.__version__, "numpy": np.__version__}
     results: dict[str, Any] = {
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": {**h.machine(**versions), "torch_threads": torch.get_num_threads()},
         "rows": rows,
         "batch": BATCH,
         "width": WIDTH,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": vars(args),
     }
     with tempfile.TemporaryDirectory(prefix="bench-guard-") as tmpdir:
         tmp = Path(tmpdir)
         write_parquet(tmp / "train.parquet", x, y)
         started = time.perf_counter()
-        loader = make_loader(
+        loader = pipeline.make_loader(
             tmp / "train.parquet", label="label", batch_size=BATCH, cache_dir=tmp / "cache"
         )
-        log(f"make_loader: {time.perf_counter() - started:.1f} s, {_rows(loader):,} rows")
+        took = time.perf_counter() - started
+        h.log(f"make_loader: {took:.1f} s, {h.loader_rows(loader):,} rows")
         # A twin of the loader (same dataset, a copy of its sampler) for the guarded side, so
         # that the two iterators taking turns do not share one sampler's position.
         twin = DataLoader(
@@ -345,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         twin.batchguard = loader.batchguard  # type: ignore[attr-defined]
         guarded = guard(twin)
-        assert guarded.checker._bounds is not None  # out_of_range is on
+        assert _checks_fences(twin), "guard(loader) should check out_of_range against the fences"
 
         tds = DataLoader(
             TensorDataset(*map(torch.from_numpy, (x, y, ids))), batch_size=BATCH, shuffle=True
@@ -398,18 +371,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         assert guarded.stats.rows_dropped == 0, guarded.stats  # clean batches stay whole
         results["d_trip"] = trip_cost(x, y, ids, args, tmp)
-        results["e_ops_us"] = op_costs(x, y)
-    text = json.dumps(results, indent=1)
+        results["e_ops_us"] = op_costs(x, y, op_calls)
     if args.json:
-        args.json.write_text(text)
-    print(json.dumps({k: _drop_rounds(v) for k, v in results.items()}, indent=1))
+        h.write_json(args.json, results)
+    print(json.dumps(h.without(results), indent=1, default=str))
     return 0
-
-
-def _drop_rounds(v: Any) -> Any:
-    if not isinstance(v, dict):
-        return v
-    return {k: _drop_rounds(w) for k, w in v.items() if k != "rounds"}
 
 
 if __name__ == "__main__":
