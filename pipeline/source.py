@@ -14,10 +14,16 @@ Supported inputs: a parquet file, a directory of parquet files (hive
 Peak memory is bounded by the batch size, not the file size: parquet files are
 opened with ``pre_buffer=False`` (pyarrow's default buffers about a whole row
 group set up front), and IPC files are memory-mapped.
+
+Columns stored in Arrow's view layouts (``string_view``, ``binary_view``, as
+polars writes them) are read as ``large_string`` and ``large_binary``: the same
+values, in the layout every pyarrow compute kernel takes (there is no take or
+filter for the view layouts).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +33,18 @@ from typing import Any
 import pyarrow as pa
 
 from .errors import SourceError
+
+__all__ = [
+    "CSV_SUFFIXES",
+    "DEFAULT_BATCH_SIZE",
+    "IPC_SUFFIXES",
+    "PARQUET_SUFFIXES",
+    "ROW_ID",
+    "Chunk",
+    "Source",
+    "open_source",
+    "parquet_file",
+]
 
 ROW_ID = "_row_id"
 DEFAULT_BATCH_SIZE = 65_536
@@ -108,12 +126,73 @@ def _sniff_kind(path: str) -> str | None:
     return None
 
 
-def _parquet_file(path: str) -> pa.parquet.ParquetFile:
+def parquet_file(path: str) -> pa.parquet.ParquetFile:
+    """Open a parquet file the way :class:`Source` reads it, with memory bounded by a batch.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    pyarrow.parquet.ParquetFile
+    """
     import pyarrow.parquet as pq
 
     # pre_buffer=True (pyarrow's default) reads whole row groups ahead and keeps
     # them; with it peak memory grows with the file.
     return pq.ParquetFile(path, pre_buffer=False, memory_map=False)
+
+
+# The former private name, kept until its importers switch.
+_parquet_file = parquet_file
+
+
+def _without_views(typ: pa.DataType) -> pa.DataType:
+    """``typ`` with ``string_view``/``binary_view`` read as their large layouts, at any depth."""
+    if pa.types.is_string_view(typ):
+        return pa.large_string()
+    if pa.types.is_binary_view(typ):
+        return pa.large_binary()
+    if pa.types.is_dictionary(typ):
+        return pa.dictionary(typ.index_type, _without_views(typ.value_type), typ.ordered)
+    if pa.types.is_map(typ):
+        return pa.map_(
+            typ.key_field.with_type(_without_views(typ.key_type)),
+            typ.item_field.with_type(_without_views(typ.item_type)),
+            typ.keys_sorted,
+        )
+    if pa.types.is_struct(typ):
+        return pa.struct([f.with_type(_without_views(f.type)) for f in typ])
+    if pa.types.is_fixed_size_list(typ):
+        return pa.list_(typ.value_field.with_type(_without_views(typ.value_type)), typ.list_size)
+    if pa.types.is_list(typ) or pa.types.is_list_view(typ):
+        return pa.list_(typ.value_field.with_type(_without_views(typ.value_type)))
+    if pa.types.is_large_list(typ) or pa.types.is_large_list_view(typ):
+        return pa.large_list(typ.value_field.with_type(_without_views(typ.value_type)))
+    return typ
+
+
+def _view_casts(schema: pa.Schema) -> dict[str, pa.DataType]:
+    """The columns of ``schema`` held in a view layout, with the type each is read as."""
+    casts = {}
+    for f in schema:
+        plain = _without_views(f.type)
+        if plain.equals(f.type):
+            continue
+        try:  # a layout Arrow cannot cast is left as it is
+            pa.array([], f.type).cast(plain)
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            continue
+        casts[f.name] = plain
+    return casts
+
+
+def _check_batch_size(batch_size: object) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise SourceError(
+            f"batch_size should be a positive integer value, but got batch_size={batch_size!r}"
+        )
 
 
 def _open_ipc(path: str) -> pa.ipc.RecordBatchFileReader:
@@ -181,19 +260,45 @@ class Source:
         batch_size: int = DEFAULT_BATCH_SIZE,
         prefetch: int = 2,
     ):
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-            raise SourceError(
-                f"batch_size should be a positive integer value, but got batch_size={batch_size!r}"
-            )
+        _check_batch_size(batch_size)
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self.prefetch = prefetch
         self._files = self._list_files()
         self.format = self._files[0].kind
         self.schema, self._file_schemas = self._read_schemas()
+        self._casts = _view_casts(self.schema)
+        for name, typ in self._casts.items():
+            i = self.schema.get_field_index(name)
+            self.schema = self.schema.set(i, self.schema.field(i).with_type(typ))
         self._check_schema()
         self._counts = [self._count_rows(f) for f in self._files]
         self.num_rows = None if None in self._counts else sum(c for c in self._counts if c)
+
+    def with_batch_size(self, batch_size: int) -> Source:
+        """This dataset, read in batches of at most ``batch_size`` rows.
+
+        Parameters
+        ----------
+        batch_size : int
+
+        Returns
+        -------
+        Source
+            ``self`` when it already reads at that size; otherwise a new source
+            over the same files and options (nothing is opened again).
+
+        Raises
+        ------
+        SourceError
+            When ``batch_size`` is not a positive integer.
+        """
+        _check_batch_size(batch_size)
+        if batch_size == self.batch_size:
+            return self
+        other = copy.copy(self)
+        other.batch_size = batch_size
+        return other
 
     # -- opening -------------------------------------------------------------------------------
     def _list_files(self) -> list[_File]:
@@ -226,7 +331,7 @@ class Source:
     def _read_schema(self, f: _File) -> pa.Schema:
         try:
             if f.kind == "parquet":
-                return _parquet_file(f.path).schema_arrow
+                return parquet_file(f.path).schema_arrow
             if f.kind == "ipc":
                 try:
                     return _open_ipc(f.path).schema
@@ -300,7 +405,7 @@ class Source:
     def _count_rows(self, f: _File) -> int | None:
         try:
             if f.kind == "parquet":
-                return int(_parquet_file(f.path).metadata.num_rows)
+                return int(parquet_file(f.path).metadata.num_rows)
             if f.kind == "ipc":
                 try:
                     reader = _open_ipc(f.path)
@@ -338,7 +443,7 @@ class Source:
         for f, count in zip(self._files, self._counts, strict=True):
             parts: list[tuple[int | None, int | None]]
             if f.kind == "parquet":
-                md = _parquet_file(f.path).metadata
+                md = parquet_file(f.path).metadata
                 parts = [(i, md.row_group(i).num_rows) for i in range(md.num_row_groups)]
             elif f.kind == "ipc" and count is not None:
                 reader = _open_ipc(f.path)
@@ -406,7 +511,7 @@ class Source:
             file_cols.append(ROW_ID)
         try:
             if f.kind == "parquet":
-                pf = _parquet_file(f.path)
+                pf = parquet_file(f.path)
                 groups = None if part is None else [part]
                 yield from pf.iter_batches(
                     batch_size=self.batch_size,
@@ -444,6 +549,11 @@ class Source:
             n = batch.num_rows
             arrays = list(batch.columns)
             names = list(batch.schema.names)
+            if self._casts:
+                arrays = [
+                    a.cast(self._casts[name]) if name in self._casts else a
+                    for name, a in zip(names, arrays, strict=True)
+                ]
             _check_utf8(f.path, names, arrays, offset)
             for key, value in f.partition.items():
                 typ = self.schema.field(key).type
@@ -533,20 +643,30 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def open_source(
-    path: str | os.PathLike[str] | Source, *, batch_size: int = DEFAULT_BATCH_SIZE
-) -> Source:
-    """Open ``path`` for streaming, or return it unchanged if it already is a :class:`Source`.
+def open_source(path: str | os.PathLike[str] | Source, *, batch_size: int | None = None) -> Source:
+    """Open ``path`` for streaming; a :class:`Source` is used as it is, at the asked batch size.
 
     Parameters
     ----------
     path : str, os.PathLike or Source
-    batch_size : int, default 65536
+    batch_size : int, optional
+        Most rows per batch. By default a path is read in batches of
+        :data:`DEFAULT_BATCH_SIZE` rows and a :class:`Source` at its own batch
+        size; a batch size that is given applies to either
+        (:meth:`Source.with_batch_size`).
 
     Returns
     -------
     Source
+
+    Examples
+    --------
+    >>> import pyarrow as pa, pyarrow.parquet as pq, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.parquet")
+    >>> pq.write_table(pa.table({"x": [1.0, 2.0, 3.0]}), path)
+    >>> open_source(Source(path, batch_size=1), batch_size=2).batch_size
+    2
     """
     if isinstance(path, Source):
-        return path
-    return Source(path, batch_size=batch_size)
+        return path if batch_size is None else path.with_batch_size(batch_size)
+    return Source(path, batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size)

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import SourceError
-from pipeline.source import ROW_ID, Source
+from pipeline.source import DEFAULT_BATCH_SIZE, ROW_ID, Source, open_source, parquet_file
 
 
 def _read(src: Source, **kw) -> pa.Table:
@@ -95,3 +95,69 @@ def test_directory_files_with_different_types(tmp_path):
 def test_bad_batch_size():
     with pytest.raises(SourceError, match="batch_size should be a positive integer value"):
         Source(os.devnull, batch_size=0)
+
+
+# -- the asked batch size ------------------------------------------------------------------------
+def test_open_source_applies_the_asked_batch_size_to_a_source(dirty_parquet):
+    src = Source(dirty_parquet, batch_size=1000, prefetch=0)
+    assert open_source(src) is src
+    assert open_source(src, batch_size=1000) is src
+    smaller = open_source(src, batch_size=64)
+    assert smaller.batch_size == 64 and src.batch_size == 1000
+    assert smaller.prefetch == 0 and smaller.schema == src.schema
+    assert {b.num_rows for b in smaller.iter_batches()} <= set(range(1, 65))
+    np.testing.assert_equal(_read(smaller).to_pydict(), _read(src).to_pydict())
+    assert open_source(dirty_parquet).batch_size == DEFAULT_BATCH_SIZE
+    with pytest.raises(SourceError, match="batch_size should be a positive integer"):
+        src.with_batch_size(0)
+
+
+def test_validate_reads_a_source_at_the_asked_batch_size(dirty_parquet):
+    """validate(Source(p), batch_size=N) used to read at the Source's own batch size."""
+    from pipeline.validation import validate
+
+    seen: list[int] = []
+    report = validate(
+        Source(dirty_parquet, batch_size=100_000), batch_size=128, progress=seen.append
+    )
+    assert report.rows == 2000
+    assert seen and max(seen) <= 128
+
+
+# -- view layouts ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow"])
+def test_view_columns_are_read_in_the_layouts_kernels_take(tmp_path, suffix):
+    """string_view/binary_view (as polars writes them) have no take or filter in pyarrow."""
+    n = 10
+    table = pa.table(
+        {
+            "s": pa.array([str(k % 3) if k != 4 else None for k in range(n)], pa.string_view()),
+            "b": pa.array([bytes([k]) for k in range(n)], pa.binary_view()),
+            "nested": pa.array(
+                [{"v": str(k)} for k in range(n)], pa.struct([("v", pa.string_view())])
+            ),
+            "x": np.arange(n, dtype=np.float64),
+        }
+    )
+    path = tmp_path / f"views{suffix}"
+    (pq.write_table if suffix == ".parquet" else feather.write_feather)(table, path)
+    src = Source(path, batch_size=4)
+    assert src.schema.field("s").type == pa.large_string()
+    assert src.schema.field("b").type == pa.large_binary()
+    assert src.schema.field("nested").type == pa.struct([("v", pa.large_string())])
+    got = _read(src)
+    assert got.schema.remove(got.schema.get_field_index(ROW_ID)) == src.schema
+    assert got.column("s").to_pylist() == table.column("s").to_pylist()
+    assert got.take([1, 4]).column("b").to_pylist() == [b"\x01", b"\x04"]
+
+
+def test_public_names_resolve_and_the_old_private_name_stays():
+    import pipeline.source
+
+    assert set(pipeline.source.__all__) == {
+        "CSV_SUFFIXES", "DEFAULT_BATCH_SIZE", "IPC_SUFFIXES", "PARQUET_SUFFIXES", "ROW_ID",
+        "Chunk", "Source", "open_source", "parquet_file",
+    }  # fmt: skip
+    for name in pipeline.source.__all__:
+        assert getattr(pipeline.source, name) is not None
+    assert pipeline.source._parquet_file is parquet_file
