@@ -38,14 +38,38 @@ import pyarrow.compute as pc
 
 from .source import ROW_ID, open_source
 
+__all__ = [
+    "EXACT_VALUES",
+    "HISTOGRAM_BINS",
+    "PROFILE_VERSION",
+    "STAT_KINDS",
+    "BatchSummary",
+    "ColumnProfile",
+    "ColumnStats",
+    "Profile",
+    "RowSample",
+    "column_kind",
+    "profile",
+    "to_numpy",
+    "values_view",
+]
+
 #: columns with at most this many distinct values get exact value counts
 EXACT_VALUES = 4096
 HISTOGRAM_BINS = 40
 PROFILE_VERSION = 1
+#: column kinds whose values are numbers to the profile (finite min and max, moments,
+#: quantiles, histograms); temporal values are counted in their integer units
+STAT_KINDS = ("numeric", "boolean", "temporal")
 
 
 def column_kind(typ: pa.DataType) -> str:
-    """Classify an Arrow type: numeric, boolean, categorical, temporal or other."""
+    """Classify an Arrow type: numeric, boolean, categorical, temporal or other.
+
+    Temporal types are timestamps, dates, times of day and durations (all
+    integer counts of a unit); intervals, nested, binary and null columns are
+    "other": counted, not checked.
+    """
     if pa.types.is_dictionary(typ):
         return column_kind(typ.value_type)
     if pa.types.is_boolean(typ):
@@ -54,17 +78,65 @@ def column_kind(typ: pa.DataType) -> str:
         return "numeric"
     if pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
         return "categorical"
-    if pa.types.is_temporal(typ):
+    if (
+        pa.types.is_timestamp(typ)
+        or pa.types.is_date(typ)
+        or pa.types.is_time(typ)
+        or pa.types.is_duration(typ)
+    ):
         return "temporal"
     return "other"
 
 
-def _values_view(arr: pa.Array, kind: str) -> pa.Array:
-    """The array in the form statistics are taken on (decoded, temporal as int64)."""
+def is_feature_type(typ: pa.DataType) -> bool:
+    """Whether the training side can turn a column of this type into a float feature.
+
+    The one rule for a "numeric column" that :func:`pipeline.make_loader` (its default
+    features) and :class:`pipeline.RobustScaler` (its default columns) follow: the kinds
+    ``"numeric"`` (integers, floats, decimals) and ``"boolean"`` (0 or 1) of
+    :func:`column_kind`, dictionary-encoded or not.
+
+    Parameters
+    ----------
+    typ : pyarrow.DataType
+
+    Returns
+    -------
+    bool
+    """
+    return column_kind(typ) in ("numeric", "boolean")
+
+
+def _storage(typ: pa.DataType) -> pa.DataType:
+    """The integer type a temporal type is stored as (date32 and time32 are 32-bit)."""
+    return pa.int32() if typ.bit_width == 32 else pa.int64()
+
+
+def values_view(arr: pa.Array, kind: str) -> pa.Array:
+    """The array in the form statistics are taken on.
+
+    Parameters
+    ----------
+    arr : pyarrow.Array
+        One column's values.
+    kind : str
+        The column's :func:`column_kind`.
+
+    Returns
+    -------
+    pyarrow.Array
+        Dictionaries decoded; temporal values as int64 counts of their unit
+        (days for ``date32``, the type's unit otherwise); booleans as int8;
+        decimals and float16 as float64; others unchanged. Nulls stay null.
+    """
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     if kind == "temporal":
-        return arr.view(pa.int64()) if pa.types.is_timestamp(arr.type) else arr.cast(pa.int64())
+        # Arrow casts no temporal type to int64 except 64-bit ones, so read the
+        # stored integers and widen the 32-bit ones (date32, time32).
+        storage = _storage(arr.type)
+        view = arr.view(storage)
+        return view if storage == pa.int64() else view.cast(pa.int64())
     if kind == "boolean":
         return arr.cast(pa.int8())
     if pa.types.is_decimal(arr.type) or pa.types.is_float16(arr.type):
@@ -72,11 +144,26 @@ def _values_view(arr: pa.Array, kind: str) -> pa.Array:
     return arr
 
 
-def _to_numpy(arr: pa.Array) -> np.ndarray:
-    """Non-null values as numpy, zero-copy when the array has no nulls."""
+def to_numpy(arr: pa.Array) -> np.ndarray:
+    """Non-null values as numpy, zero-copy when the array has no nulls.
+
+    Parameters
+    ----------
+    arr : pyarrow.Array
+
+    Returns
+    -------
+    numpy.ndarray
+        The values with nulls dropped.
+    """
     if arr.null_count:
         arr = pc.drop_null(arr)
     return arr.to_numpy(zero_copy_only=False)
+
+
+# Aliases under the former private names, kept until their importers switch.
+_values_view = values_view
+_to_numpy = to_numpy
 
 
 def _py(value: Any) -> Any:
@@ -132,10 +219,10 @@ class ColumnProfile:
         self.count += len(arr) - nulls
         if self.kind == "other":
             return None
-        view = _values_view(arr, self.kind)
+        view = values_view(arr, self.kind)
         summary = None
-        if self.kind in ("numeric", "boolean", "temporal"):
-            summary = self._update_numeric(_to_numpy(view))
+        if self.kind in STAT_KINDS:
+            summary = self._update_numeric(to_numpy(view))
             summary.bad += nulls
         if self.values is not None:
             self._update_values(view)
@@ -273,6 +360,33 @@ class RowSample:
         self._rows = 0
         self._threshold = np.iinfo(np.uint64).max
         self._table: pa.Table | None = None  # the sorted sample, until the next change
+
+    def start_below(self, bound: int) -> None:
+        """Keep only rows whose hashed row id is at most ``bound``, from the first update on.
+
+        The Ray engine's tasks start their bottom-k sample with an upper bound on
+        the hash keys they may keep: a bound below which, with near certainty, more
+        than ``size`` rows of the whole dataset fall. No merge of the partial
+        samples would keep a row above it, so each task drops those at once and the
+        partials carry about ``size`` rows in all instead of ``size`` each. A bound
+        above the sample's own threshold changes nothing.
+
+        Parameters
+        ----------
+        bound : int
+            The largest hash key (a uint64 value) kept.
+
+        Raises
+        ------
+        ValueError
+            When ``bound`` is not a uint64 value, or the sample already holds rows
+            (they were taken under another bound).
+        """
+        if not 0 <= bound <= np.iinfo(np.uint64).max:
+            raise ValueError(f"bound should be a uint64 value, but got bound={bound!r}")
+        if self._rows:
+            raise ValueError("start_below must be called before the sample takes rows")
+        self._threshold = min(self._threshold, int(bound))
 
     def update(self, batch: pa.RecordBatch | pa.Table) -> None:
         """Offer the rows of ``batch`` to the sample."""
@@ -435,16 +549,16 @@ class Profile:
     def sample_values(self, name: str) -> np.ndarray:
         """Finite numeric values of ``name`` in the row sample."""
         column = self.columns[name]
-        if column.kind not in ("numeric", "boolean", "temporal") or self.sample._rows == 0:
+        if column.kind not in STAT_KINDS or self.sample._rows == 0:
             return np.empty(0)
         arr = self.sample.table().column(name).combine_chunks()
-        x = _to_numpy(_values_view(arr, column.kind)).astype(np.float64, copy=False)
+        x = to_numpy(values_view(arr, column.kind)).astype(np.float64, copy=False)
         return x[np.isfinite(x)]
 
     def _compute_stats(self, name: str) -> ColumnStats:
         c = self.columns[name]
         q25 = median = q75 = histogram = None
-        if c.kind in ("numeric", "boolean", "temporal"):
+        if c.kind in STAT_KINDS:
             x = self.sample_values(name)
             if x.size:
                 q25, median, q75 = (float(v) for v in np.quantile(x, [0.25, 0.5, 0.75]))
@@ -473,7 +587,7 @@ class Profile:
             # Ties break on the smaller value so the answer does not depend on batch order.
             top, n = min(c.values.items(), key=lambda kv: (-kv[1], _sort_key(kv[0])))
             return top, n / sum(c.values.values()), len(c.values), True
-        view = _values_view(self.sample.table().column(c.name).combine_chunks(), c.kind)
+        view = values_view(self.sample.table().column(c.name).combine_chunks(), c.kind)
         present = pc.drop_null(view)
         if pa.types.is_floating(present.type):
             present = present.filter(pc.is_finite(present))
@@ -545,19 +659,21 @@ def _render(value: Any, typ: pa.DataType) -> Any:
     if pa.types.is_dictionary(typ):
         typ = typ.value_type
     try:
-        return str(pa.scalar(value, pa.int64()).cast(typ).as_py())
+        return str(pa.scalar(value, _storage(typ)).cast(typ).as_py())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return value
 
 
-def profile(source: Any, *, batch_size: int = 65_536, sample_size: int = 100_000) -> Profile:
+def profile(source: Any, *, batch_size: int | None = None, sample_size: int = 100_000) -> Profile:
     """Profile a dataset by streaming it.
 
     Parameters
     ----------
     source : str, os.PathLike or Source
         The dataset.
-    batch_size : int, default 65536
+    batch_size : int, optional
+        Rows per batch read; by default 65536 for a path and a
+        :class:`~pipeline.source.Source`'s own batch size.
     sample_size : int, default 100000
 
     Returns

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime
 import json
 import math
 
@@ -9,7 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.profiling import EXACT_VALUES, Profile, profile
+import pipeline.profiling
+from pipeline.profiling import (
+    EXACT_VALUES,
+    STAT_KINDS,
+    Profile,
+    RowSample,
+    column_kind,
+    profile,
+    to_numpy,
+    values_view,
+)
 from pipeline.source import ROW_ID, Source
 
 EXACT_KEYS = (
@@ -148,3 +159,147 @@ def test_merge_is_associative_and_equals_the_whole(xs, cut1, cut2, sample_size):
     right = part(0, i).merge(part(i, j).merge(part(j, len(xs))))
     assert_same_profile(left, whole)
     assert_same_profile(right, whole)
+
+
+# -- date, time and duration columns --------------------------------------------------------------
+# Each temporal type with integers it can hold: days for date32, whole days of ms for date64,
+# times within a day, durations of either sign.
+DAY_MS = 86_400_000
+TEMPORAL = {
+    "date32": (pa.date32(), np.arange(-300, 300, 3)),
+    "date64": (pa.date64(), np.arange(-300, 300, 3) * DAY_MS),
+    "time32[s]": (pa.time32("s"), np.arange(200) * 431),
+    "time32[ms]": (pa.time32("ms"), np.arange(200) * 431_000),
+    "time64[us]": (pa.time64("us"), np.arange(200) * 431_000_000),
+    "time64[ns]": (pa.time64("ns"), np.arange(200) * 431_000_000_000),
+    "duration[s]": (pa.duration("s"), np.arange(-100, 100) * 7),
+    "duration[ns]": (pa.duration("ns"), np.arange(-100, 100) * 7_000_000_000),
+    "timestamp[ns, UTC]": (pa.timestamp("ns", tz="UTC"), np.arange(200) * 3_600_000_000_000),
+}
+
+
+def _temporal(typ: pa.DataType, ints: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """The column (every 9th value null, in shuffled order) and its stored integers."""
+    storage = pa.int32() if typ.bit_width == 32 else pa.int64()
+    order = np.random.default_rng(3).permutation(ints.size)
+    mask = np.arange(ints.size) % 9 == 4
+    stored = pa.array(ints[order], storage, mask=mask)
+    return stored.view(typ), stored
+
+
+@pytest.mark.parametrize("name", sorted(TEMPORAL))
+def test_values_view_gives_the_stored_integers_as_int64(name):
+    arr, stored = _temporal(*TEMPORAL[name])
+    view = values_view(arr, column_kind(arr.type))
+    assert view.type == pa.int64()
+    assert view.equals(stored.cast(pa.int64()))
+    # Sliced arrays keep their offset and nulls.
+    assert values_view(arr.slice(5, 20), "temporal").equals(stored.slice(5, 20).cast(pa.int64()))
+
+
+@pytest.mark.parametrize("name", sorted(TEMPORAL))
+def test_temporal_columns_are_counted_and_rendered_in_their_own_type(name):
+    """date32 and time32 columns used to stop the profile (no cast from them to int64)."""
+    typ, ints = TEMPORAL[name]
+    arr, stored = _temporal(typ, ints)
+    table = pa.table({"t": arr})
+    whole = _profile_of(table, table.num_rows)
+    assert_same_profile(_profile_of(table, 7), whole)
+    st_ = whole.stats("t")
+    present = to_numpy(stored)
+    assert st_.kind == "temporal" and whole.columns["t"].kind in STAT_KINDS
+    assert (st_.count, st_.null) == (present.size, len(arr) - present.size)
+
+    def shown(value):
+        return str(pa.scalar(int(value), stored.type).cast(typ).as_py())
+
+    assert (st_.min, st_.max) == (shown(present.min()), shown(present.max()))
+    assert st_.top_value == shown(present.min())  # every value once: ties go to the smallest
+    assert st_.distinct == present.size and st_.distinct_exact
+    assert st_.mean is None and st_.median is None  # as for timestamps
+    assert st_.histogram is not None and sum(st_.histogram["counts"]) == present.size
+    restored = Profile.from_dict(json.loads(json.dumps(whole.to_dict(), default=str)))
+    assert_same_profile(restored, whole)
+
+
+def test_dictionary_of_dates_is_temporal():
+    arr, _ = _temporal(*TEMPORAL["date32"])
+    p = _profile_of(pa.table({"d": arr.dictionary_encode()}), 50)
+    first = datetime.date(1970, 1, 1) - datetime.timedelta(days=300)
+    assert p.stats("d").kind == "temporal" and p.stats("d").min == str(first)
+
+
+@pytest.mark.parametrize(
+    ("typ", "kind"),
+    [
+        (pa.float16(), "numeric"),
+        (pa.decimal128(10, 2), "numeric"),
+        (pa.bool_(), "boolean"),
+        (pa.large_string(), "categorical"),
+        (pa.dictionary(pa.int32(), pa.string()), "categorical"),
+        (pa.timestamp("ns", tz="UTC"), "temporal"),
+        (pa.date32(), "temporal"),
+        (pa.time32("ms"), "temporal"),
+        (pa.duration("us"), "temporal"),
+        (pa.month_day_nano_interval(), "other"),  # three numbers, no order: counted only
+        (pa.null(), "other"),
+        (pa.binary(), "other"),
+        (pa.list_(pa.int64()), "other"),
+    ],
+)
+def test_column_kind(typ, kind):
+    assert column_kind(typ) == kind
+
+
+def test_interval_columns_are_only_counted():
+    months = pa.array([pa.MonthDayNano([k, 1, 0]) for k in range(30)] + [None])
+    p = _profile_of(pa.table({"i": months}), 8)
+    st_ = p.stats("i")
+    assert (st_.kind, st_.count, st_.null, st_.min, st_.distinct) == ("other", 30, 1, None, 0)
+
+
+# -- the row sample ------------------------------------------------------------------------------
+def test_row_sample_started_below_a_bound_merges_to_the_whole_sample():
+    """What a Ray task does: partial samples that keep only keys under a bound."""
+    batch = pa.record_batch({"x": np.arange(5000.0), ROW_ID: np.arange(5000, dtype=np.int64)})
+    whole = RowSample(200)
+    whole.update(batch)
+    bound = int(0.1 * 2**64)  # about 500 of the 5,000 hashed ids fall below
+    parts = []
+    for lo in range(0, 5000, 1000):
+        part = RowSample(200)
+        part.start_below(bound)
+        part.update(batch.slice(lo, 1000))
+        parts.append(part)
+    # Each part keeps only its rows under the bound: fewer than the 200 an unbounded one keeps.
+    assert all(0 < part.table().num_rows < 200 for part in parts)
+    merged = parts[0]
+    for part in parts[1:]:
+        merged.merge(part)
+    assert merged.table().equals(whole.table())
+
+
+def test_row_sample_start_below_refuses_a_late_or_impossible_bound():
+    sample = RowSample(10)
+    with pytest.raises(ValueError, match="uint64"):
+        sample.start_below(-1)
+    with pytest.raises(ValueError, match="uint64"):
+        sample.start_below(2**64)
+    sample.update(pa.record_batch({ROW_ID: np.arange(3, dtype=np.int64)}))
+    with pytest.raises(ValueError, match="before"):
+        sample.start_below(2**63)
+
+
+# -- public names ---------------------------------------------------------------------------------
+def test_public_names_resolve_and_old_private_names_stay():
+    names = pipeline.profiling.__all__
+    assert set(names) == {
+        "EXACT_VALUES", "HISTOGRAM_BINS", "PROFILE_VERSION", "STAT_KINDS", "BatchSummary",
+        "ColumnProfile", "ColumnStats", "Profile", "RowSample", "column_kind", "profile",
+        "to_numpy", "values_view",
+    }  # fmt: skip
+    for name in names:
+        assert getattr(pipeline.profiling, name) is not None
+    assert pipeline.profiling._to_numpy is to_numpy
+    assert pipeline.profiling._values_view is values_view
+    assert STAT_KINDS == ("numeric", "boolean", "temporal")
