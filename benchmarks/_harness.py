@@ -272,11 +272,11 @@ def summarise(
     return {
         unit: medians(rounds),
         "ratios": {label: ratio(rounds, a, b) for label, (a, b) in ratios.items()},
-        "rounds": rounds,
+        "per_round": rounds,
     }
 
 
-def without(value: Any, key: str = "rounds") -> Any:
+def without(value: Any, key: str = "per_round") -> Any:
     """``value`` with every ``key`` entry of its nested dicts left out (for printing)."""
     if not isinstance(value, dict):
         return value
