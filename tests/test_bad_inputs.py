@@ -7,6 +7,7 @@ may print a traceback.
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import json
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -195,6 +197,7 @@ def test_long_strings_binary_and_nested_columns(tmp_path):
     assert any("bin, lst, st" in note for note in report["notes"])
 
 
+@pytest.mark.slow  # 5,000 column profiles and a report naming each
 def test_five_thousand_columns(tmp_path):
     rng = np.random.default_rng(0)
     table = pa.table({f"c{k}": rng.normal(size=50) for k in range(5000)})
@@ -210,3 +213,165 @@ def test_extra_columns_and_csv_with_mixed_types(tmp_path):
         report["rows"] == 3
         and report["columns"]["b"]["null"] + report["columns"]["b"]["count"] == 3
     )
+
+
+# -- every column type a new user may bring ------------------------------------------------------
+N = 40
+DAY = dt.date(2024, 1, 1)
+
+
+def _nulls(values: list, typ: pa.DataType) -> pa.Array:
+    """``values`` with every tenth one null."""
+    return pa.array([None if k % 10 == 3 else v for k, v in enumerate(values)], typ)
+
+
+# name -> (column, expected kind, expected min and max as the JSON report shows them)
+DTYPES: dict[str, tuple[Callable[[], pa.Array], str, tuple]] = {
+    "date32": (
+        lambda: _nulls([DAY + dt.timedelta(days=k) for k in range(N)], pa.date32()),
+        "temporal", ("2024-01-01", "2024-02-09"),
+    ),
+    "date64": (
+        lambda: _nulls([DAY + dt.timedelta(days=k) for k in range(N)], pa.date64()),
+        "temporal", ("2024-01-01", "2024-02-09"),
+    ),
+    "time32": (
+        lambda: _nulls([dt.time(k % 24, k) for k in range(N)], pa.time32("s")),
+        "temporal", ("00:00:00", "22:22:00"),  # 23:23 is a null
+    ),
+    "time64": (
+        lambda: _nulls([dt.time(k % 24, k, 0, 5) for k in range(N)], pa.time64("us")),
+        "temporal", ("00:00:00.000005", "22:22:00.000005"),
+    ),
+    "duration": (
+        lambda: _nulls([dt.timedelta(seconds=k - 5) for k in range(N)], pa.duration("s")),
+        "temporal", ("-1 day, 23:59:55", "0:00:34"),
+    ),
+    "timestamp_utc": (
+        lambda: _nulls(list(range(0, N * 10**9, 10**9)), pa.timestamp("ns", tz="UTC")),
+        "temporal", ("1970-01-01 00:00:00+00:00", "1970-01-01 00:00:39+00:00"),
+    ),
+    "date32_dictionary": (
+        lambda: _nulls([DAY + dt.timedelta(days=k % 4) for k in range(N)], pa.date32())
+        .dictionary_encode(),
+        "temporal", ("2024-01-01", "2024-01-04"),
+    ),
+    "decimal128": (
+        lambda: _nulls([decimal.Decimal(f"{k}.5") for k in range(N)], pa.decimal128(8, 1)),
+        "numeric", (0.5, 39.5),
+    ),
+    "float16": (
+        lambda: _nulls(np.arange(N, dtype=np.float16).tolist(), pa.float16()),
+        "numeric", (0.0, 39.0),
+    ),
+    "large_string": (
+        lambda: _nulls([f"s{k % 5}" for k in range(N)], pa.large_string()),
+        "categorical", (None, None),
+    ),
+    "string_view": (
+        lambda: _nulls([f"s{k % 5}" for k in range(N)], pa.string_view()),
+        "categorical", (None, None),
+    ),
+    "dictionary_string": (
+        lambda: _nulls([f"s{k % 5}" for k in range(N)], pa.string()).dictionary_encode(),
+        "categorical", (None, None),
+    ),
+    "interval": (
+        lambda: _nulls([pa.MonthDayNano([k, 1, 0]) for k in range(N)], pa.month_day_nano_interval()),  # noqa: E501
+        "other", (None, None),
+    ),
+    "null": (lambda: pa.nulls(N), "other", (None, None)),
+}  # fmt: skip
+
+# Parquet has no interval type; its files give date64 back as date32, and time32[s] as [ms].
+_NOT_IN_PARQUET = {"interval"}
+
+
+def _dtype_file(folder: Path, name: str, suffix: str) -> Path:
+    column = DTYPES[name][0]()
+    table = pa.table({"x": np.linspace(0.0, 1.0, N), name: column})
+    path = folder / f"data{suffix}"
+    (pq.write_table if suffix == ".parquet" else feather.write_feather)(table, path)
+    return path
+
+
+_DTYPE_CASES = [
+    (name, suffix)
+    for name in DTYPES
+    for suffix in (".arrow", ".parquet")
+    if not (suffix == ".parquet" and name in _NOT_IN_PARQUET)
+]
+
+
+@pytest.mark.parametrize(("name", "suffix"), _DTYPE_CASES)
+def test_every_column_type_gives_a_report_not_exit_3(tmp_path, name, suffix):
+    """date32, time32, dictionaries of dates, intervals and string_view used to exit 3."""
+    _, kind, (low, high) = DTYPES[name]
+    result = invoke(str(_dtype_file(tmp_path, name, suffix)), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    col = report["columns"][name]
+    assert col["kind"] == kind
+    nulls = N if name == "null" else N // 10
+    assert (col["count"], col["null"]) == (N - nulls, nulls)
+    assert (col["min"], col["max"]) == (low, high)
+    counted_only = any(name in note for note in report["notes"])
+    assert counted_only == (kind == "other")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, case in DTYPES.items() if case[1] == "temporal"))
+def test_temporal_columns_through_the_api(tmp_path, name):
+    from pipeline import validate
+
+    report = validate(_dtype_file(tmp_path, name, ".arrow"))
+    assert report.passed and report.rows == N and not report.findings
+    st = report.profile.stats(name)
+    assert (st.kind, st.null, st.count) == ("temporal", N // 10, N - N // 10)
+
+
+def test_a_date_column_through_every_output(tmp_path):
+    """Reports, outputs, an inferred schema and the loader, with date and time columns present."""
+    from pipeline import make_loader
+    from pipeline.errors import UsageError
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=N)
+    x[7] = np.nan
+    table = pa.table(
+        {
+            "x": x,
+            "y": np.arange(N) % 2,
+            "day": DTYPES["date32"][0](),
+            "at": DTYPES["time32"][0](),
+            "same_day": pa.array([DAY] * N, pa.date32()),
+        }
+    )
+    path = tmp_path / "d.parquet"
+    pq.write_table(table, path)
+    out = {k: tmp_path / f"out.{k}" for k in ("html", "xml", "json", "q", "c", "yaml")}
+    result = invoke(
+        str(path), "--label", "y", "--format", "junit", "-o", str(out["xml"]),
+        "--report", str(out["html"]), "--profile-out", str(out["json"]),
+        "--quarantine", str(out["q"]) + ".parquet", "--clean", str(out["c"]) + ".parquet",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.stderr  # the NaN row and the constant date column
+    report = _report(path, "--label", "y")
+    assert _checks(report) == {("nan", "x"), ("constant", "same_day")}
+    assert "2024-02-09" in out["html"].read_text()
+    assert 'name="same_day.constant"' in out["xml"].read_text()
+    assert pq.read_table(str(out["q"]) + ".parquet").num_rows == 1
+    assert pq.read_table(str(out["c"]) + ".parquet").column("day").type == pa.date32()
+    assert json.loads(out["json"].read_text())["columns"]["day"]["max"] == "2024-02-09"
+
+    inferred = invoke(str(path), "--label", "y", "--infer-schema", str(out["yaml"]))
+    assert inferred.exit_code == 0, inferred.stderr
+    again = invoke(str(path), "--schema", str(out["yaml"]), "--format", "json")
+    assert again.exit_code == 1 and "Traceback" not in again.stderr  # the same NaN row
+
+    clean = tmp_path / "clean.parquet"
+    pq.write_table(table.drop_columns(["same_day"]).filter(pa.array(~np.isnan(x))), clean)
+    loader = make_loader(clean, label="y", batch_size=8)
+    assert loader.batchguard.features == ["x"]  # dates and times are not features
+    assert next(iter(loader)).features.shape == (8, 1)
+    with pytest.raises(UsageError, match="day"):
+        make_loader(clean, label="y", features=["x", "day"])
