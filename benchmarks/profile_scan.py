@@ -9,9 +9,13 @@ books it on ``source.py:_read_file``; ``_batches`` is pass 2's reading. Since
 sees only the main thread, shows the decoding (and the pandas import that the
 first ``pa.array`` call triggers there) as time waiting in ``_prefetch``.
 
+Stages are found by file and function name; one that matches nothing (the code moved or
+was renamed) is marked "not found" in the table rather than shown as 0 s.
+
 Usage::
 
     python benchmarks/profile_scan.py [--data benchmarks/data/bench_5m.parquet] [--out FILE.prof]
+    python benchmarks/profile_scan.py --quick     # smoke run: the 20k-row file, 1 run
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import cProfile
 import io
 import pstats
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+import _harness as h
+
+sys.path.insert(0, str(h.ROOT))
 
 # (label, file suffix, function name); cumulative time of each, in this order
 STAGES = [
@@ -76,13 +82,14 @@ def _owner(filename: str, line: int) -> str:
     return ""
 
 
-def _find(stats: pstats.Stats, suffix: str, func: str) -> float:
+def _find(stats: pstats.Stats, suffix: str, func: str) -> float | None:
     """Cumulative seconds of ``func`` (``name`` or ``name@Owner``, the enclosing class or
-    top-level function) in a file ending with ``suffix``; summed over matches."""
+    top-level function) in a file ending with ``suffix``; summed over matches, None if none."""
     if "|" in func:
-        return sum(_find(stats, suffix, alt) for alt in func.split("|"))
+        found = [t for alt in func.split("|") if (t := _find(stats, suffix, alt)) is not None]
+        return sum(found) if found else None
     name, _, owner = func.partition("@")
-    total = 0.0
+    total, matched = 0.0, False
     raw = stats.stats  # type: ignore[attr-defined]
     for (filename, line, fname), (_cc, _nc, _tt, ct, _callers) in raw.items():
         if not filename.endswith(suffix) or fname != name:
@@ -90,16 +97,19 @@ def _find(stats: pstats.Stats, suffix: str, func: str) -> float:
         if owner and _owner(filename, line) != owner:
             continue
         total += ct
-    return total
+        matched = True
+    return total if matched else None
 
 
 def profile_validate(path: Path, out: Path | None) -> tuple[pstats.Stats, float]:
-    import pipeline.validation as v  # imported outside the profile, as the CLI would
+    import pipeline
+
+    validate = pipeline.validate  # imported outside the profile, as the CLI would
 
     prof = cProfile.Profile()
     t = time.perf_counter()
     prof.enable()
-    v.validate(path, label="label")
+    validate(path, label="label")
     prof.disable()
     wall = time.perf_counter() - t
     if out is not None:
@@ -109,8 +119,6 @@ def profile_validate(path: Path, out: Path | None) -> tuple[pstats.Stats, float]
 
 def summary(runs: list[tuple[pstats.Stats, float]]) -> str:
     """Stage table: per stage the median over runs of its seconds and of its share."""
-    import statistics
-
     totals = [_find(st, "pipeline/validation.py", "validate") or wall for st, wall in runs]
     lines = [
         f"cProfile of validate(), {len(runs)} run(s): total under the profiler "
@@ -121,12 +129,14 @@ def summary(runs: list[tuple[pstats.Stats, float]]) -> str:
         "|---|---:|---:|",
     ]
     for label, suffix, func in STAGES:
-        secs = [_find(st, suffix, func) for st, _ in runs]
-        share = statistics.median(s / t for s, t in zip(secs, totals, strict=True))
-        lines.append(
-            f"| {label.replace('  ', '&nbsp;&nbsp;')} | {statistics.median(secs):.3f} "
-            f"| {share:.1%} |"
-        )
+        found = [_find(st, suffix, func) for st, _ in runs]
+        name = label.replace("  ", "&nbsp;&nbsp;")
+        if any(s is None for s in found):
+            lines.append(f"| {name} | not found: `{func}` in `{suffix}` | |")
+            continue
+        secs = [s or 0.0 for s in found]
+        share = h.median(s / t for s, t in zip(secs, totals, strict=True))
+        lines.append(f"| {name} | {h.median(secs):.3f} | {share:.1%} |")
     stats = runs[len(runs) // 2][0]
     buf = io.StringIO()
     stats.stream = buf  # type: ignore[attr-defined]
@@ -137,27 +147,24 @@ def summary(runs: list[tuple[pstats.Stats, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--data", type=Path, default=HERE / "data" / "bench_5m.parquet")
+    ap.add_argument("--data", type=Path, default=h.DATA_DIR / "bench_5m.parquet")
     ap.add_argument("--out", type=Path, help="also dump the raw profile here (snakeviz, pstats)")
     ap.add_argument("--reps", type=int, default=3, help="profiled runs, each in a fresh process")
+    ap.add_argument("--quick", action="store_true", help="smoke run: the 20k-row file, 1 run")
     ap.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         profile_validate(args.data, args.one)
         return 0
-    import subprocess
-    import tempfile
-
+    if args.quick:
+        args.data, args.reps = h.quick_file(), 1
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.reps):
             # A fresh process per run, so one-off costs (imports) count in every run.
             out = Path(tmp) / f"run{i}.prof"
-            t = time.perf_counter()
-            subprocess.run(
-                [sys.executable, __file__, "--data", str(args.data), "--one", str(out)], check=True
-            )
-            runs.append((pstats.Stats(str(out), stream=io.StringIO()), time.perf_counter() - t))
+            child = h.run_python([__file__, "--data", args.data, "--one", out])
+            runs.append((pstats.Stats(str(out), stream=io.StringIO()), child.wall_s))
             if i == 0 and args.out is not None:
                 args.out.write_bytes(out.read_bytes())
     print(summary(runs))
