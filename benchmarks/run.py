@@ -7,7 +7,8 @@ The raw runs go to ``benchmarks/data/results.json``.
 
 Options::
 
-    --small      smoke run: 200k / 800k-row files, 2 rounds (about a minute)
+    --small      short run: 200k / 800k-row files, 2 rounds (about a minute)
+    --quick      smoke run: the 20k-row file, 1 round, no 4x file (seconds)
     --profile    also print the cProfile stage table of the full scan
     --micro      also run the micro-benchmarks behind RESULTS.md's suggestions
     --no-big     skip the 4x file (no 20M-row file written, ~3 GB)
@@ -29,18 +30,26 @@ import make_data  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--small", action="store_true")
+    ap.add_argument("--quick", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--micro", action="store_true")
     ap.add_argument("--no-big", action="store_true")
     ap.add_argument("--reps", type=int)
     args = ap.parse_args(argv)
+    py = sys.executable
+    if args.quick:  # every script knows its own smoke run
+        scripts = ["bench_scan.py"] + ["profile_scan.py"] * args.profile + ["micro.py"] * args.micro
+        for script in scripts:
+            code = subprocess.call([py, str(HERE / script), "--quick"])
+            if code:
+                return code
+        return 0
 
     rows = 200_000 if args.small else 5_000_000
     group = make_data.SMALL_ROW_GROUP if args.small else make_data.ROW_GROUP
     data = make_data.ensure(rows, row_group=group)
     big = None if args.no_big else make_data.ensure(4 * rows, row_group=group)
     reps = args.reps or (2 if args.small else 5)
-    py = sys.executable
     cmd = [
         py, str(HERE / "bench_scan.py"), "--data", str(data),
         "--big", str(big) if big else "none", "--reps", str(reps),
