@@ -33,17 +33,18 @@ import logging
 import math
 import operator
 import os
-import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .errors import BadBatchError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .quarantine import QuarantineParts
 
 log = logging.getLogger("batchguard")
 
@@ -52,7 +53,6 @@ ALL_CHECKS = ("nonfinite", "out_of_range", "batch_constant", "batch_single_class
 _FEATURE_KEYS = ("features", "x", "inputs", "input")
 _LABEL_KEYS = ("label", "labels", "y", "target", "targets")
 _ROW_ID_KEYS = ("row_id", "_row_id", "row_ids", "index")
-_FLUSH_ROWS = 4096
 _FLOAT_MAX = float(np.finfo(np.float64).max)
 
 
@@ -130,59 +130,6 @@ def _index(name: Any, names: list[str]) -> int | None:
     return None if name is None else names.index(name)
 
 
-class _QuarantineParts:
-    """Quarantined rows buffered and written as complete parquet part files in a directory.
-
-    Each flush writes one file under a temporary name and renames it, and file
-    names carry the process id, so worker processes can write side by side.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str]):
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._rows: list[dict[str, Any]] = []
-        self._seq = itertools.count()
-        self._run = uuid.uuid4().hex[:8]
-
-    def add(self, records: list[dict[str, Any]]) -> None:
-        self._rows.extend(records)
-        if len(self._rows) >= _FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._rows:
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        from .quarantine import REASON_TYPE
-
-        table = pa.Table.from_pylist(
-            self._rows,
-            schema=pa.schema(
-                [
-                    ("_row_id", pa.int64()),
-                    ("batch", pa.int64()),
-                    ("position", pa.int64()),
-                    ("features", pa.list_(pa.float32())),
-                    ("label", pa.float64()),
-                    ("_reasons", pa.list_(REASON_TYPE)),
-                ]
-            ),
-        )
-        # The run token keeps a later guard (or a process reusing this pid) from
-        # replacing earlier parts.
-        name = f"part-{os.getpid()}-{self._run}-{next(self._seq):05d}.parquet"
-        tmp = self.directory / f".{name}.tmp"
-        try:
-            pq.write_table(table, tmp)
-            os.replace(tmp, self.directory / name)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self._rows = []  # only once they are safely on disk
-
-
 class BatchChecker:
     """The per-batch checks, shared by :class:`Guard` and :func:`guarded_collate`.
 
@@ -210,7 +157,12 @@ class BatchChecker:
             raise UsageError(f"unknown guard check {sorted(unknown)[0]!r}; known: {ALL_CHECKS}")
         self.on_bad = on_bad
         self.checks = frozenset(checks)
-        self.quarantine = None if quarantine is None else _QuarantineParts(quarantine)
+        self.quarantine: QuarantineParts | None = None
+        if quarantine is not None:
+            # Imported here: quarantine.py needs pyarrow, which a guard without one does not.
+            from .quarantine import QuarantineParts
+
+            self.quarantine = QuarantineParts(quarantine)
         self._bounds = bounds
         self._varied = None if varied is None else np.asarray(varied, dtype=bool)
         self._num_classes = num_classes
@@ -441,43 +393,18 @@ def _records(
     loss: float | None = None,
 ) -> list[dict[str, Any]]:
     """One quarantine record per bad row, with every reason that applies to it."""
+    from .quarantine import reason_records  # loaded with the quarantine (see BatchChecker)
+
     n = flat.shape[0]
     pos_t = torch.as_tensor(positions, device=flat.device)
     feats = flat[pos_t].float().cpu().numpy()
     labels: list[Any] = [None] * len(positions)
     if isinstance(y, torch.Tensor) and y.shape[:1] == (n,):
         labels = y.reshape(n)[pos_t].double().cpu().tolist()
-    rids = _row_ids(ids, positions, n)
-    masks = {check: mask[pos_t].cpu().numpy() for check, mask, _ in row_problems}
-    out = []
-    for k, pos in enumerate(positions.tolist()):
-        reasons = [
-            {"check": c, "column": None, "value": None, "threshold": t, "schema_check": None,
-             "score": None}
-            for c, _, t in row_problems if masks[c][k]
-        ]  # fmt: skip
-        if loss is not None:
-            reasons.append(
-                {
-                    "check": "loss_spike",
-                    "column": None,
-                    "value": repr(loss),
-                    "threshold": None,
-                    "schema_check": None,
-                    "score": None,
-                }
-            )
-        out.append(
-            {
-                "_row_id": rids[k],
-                "batch": index,
-                "position": pos,
-                "features": feats[k].tolist(),
-                "label": labels[k],
-                "_reasons": reasons,
-            }
-        )
-    return out
+    checks = [(c, mask[pos_t].cpu().numpy(), t) for c, mask, t in row_problems]
+    return reason_records(
+        index, positions.tolist(), feats, labels, _row_ids(ids, positions, n), checks, loss
+    )
 
 
 def _select(batch: Any, keep: torch.Tensor, n: int) -> Any:

@@ -7,13 +7,19 @@ Every other row goes to the clean output, in input order. Nothing is dropped:
 ``rows_in == rows_clean + rows_quarantined``.
 
 Outputs are written to a hidden temporary file beside the target and renamed
-over it only when complete, so an interrupted run never leaves a file with the
-final name that looks complete.
+over it only when complete (:mod:`pipeline._atomic`), so an interrupted run never
+leaves a file with the final name that looks complete.
+
+The guard's quarantine (:class:`QuarantineParts`) uses the same reasons: rows that
+fail a check during training are written as parquet part files, one row per bad
+training row with its features, label and ``_reasons`` (see :func:`reason_records`).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +27,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ._atomic import StagedFile
 from .checks import RowFailure
 from .errors import UsageError
+from .source import ROW_ID
 
 REASONS = "_reasons"
 REASON_TYPE = pa.struct(
@@ -98,9 +106,9 @@ class AtomicWriter:
         self.schema = schema
         self.rows = 0
         suffix = self.path.suffix.lower()
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = StagedFile(self.path)
         if suffix in (".arrow", ".feather", ".ipc"):
-            self._writer: Any = pa.ipc.new_file(str(self._tmp), schema)
+            self._writer: Any = pa.ipc.new_file(str(self._file.temp), schema)
         else:
             import pyarrow.parquet as pq
 
@@ -108,7 +116,7 @@ class AtomicWriter:
             # builds a dictionary, then falls back, at 4x the cost of plain pages.
             strings = [f.name for f in schema if _dictionary_worthy(f.type)]
             self._writer = pq.ParquetWriter(
-                str(self._tmp), schema, compression="zstd", use_dictionary=strings
+                str(self._file.temp), schema, compression="zstd", use_dictionary=strings
             )
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -119,11 +127,11 @@ class AtomicWriter:
     def finish(self) -> None:
         """Complete the temporary file and flush it to disk (it keeps its temporary name)."""
         self._writer.close()
-        _fsync(self._tmp)
+        self._file.sync()
 
     def publish(self) -> None:
         """Move the finished file to its final name."""
-        os.replace(self._tmp, self.path)
+        self._file.publish()
 
     def close(self) -> None:
         """Finish the file and move it to its final name."""
@@ -136,16 +144,7 @@ class AtomicWriter:
             self._writer.close()
         except Exception:  # noqa: BLE001 - the file is dropped anyway
             pass
-        self._tmp.unlink(missing_ok=True)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a written file to disk, so that a rename never exposes an empty file."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        self._file.discard()
 
 
 def _dictionary_worthy(typ: pa.DataType) -> bool:
@@ -234,3 +233,128 @@ class OutputSplitter:
     def abort(self) -> None:
         for w in self._writers:
             w.abort()
+
+
+# -- the guard's quarantine ----------------------------------------------------------------------
+#: Columns of the guard's quarantine part files: the dataset row id (null when the batch
+#: carries none), where the row was in the training run, its features and label as served,
+#: and its reasons.
+GUARD_SCHEMA = pa.schema(
+    [
+        (ROW_ID, pa.int64()),
+        ("batch", pa.int64()),
+        ("position", pa.int64()),
+        ("features", pa.list_(pa.float32())),
+        ("label", pa.float64()),
+        (REASONS, pa.list_(REASON_TYPE)),
+    ]
+)
+#: the guard writes a part file once this many records are buffered
+FLUSH_ROWS = 4096
+
+
+def reason_records(
+    batch: int,
+    positions: Sequence[int],
+    features: np.ndarray,
+    labels: Sequence[float | None],
+    row_ids: Sequence[int | None],
+    checks: Sequence[tuple[str, np.ndarray, str]],
+    loss: float | None = None,
+) -> list[dict[str, Any]]:
+    """One :data:`GUARD_SCHEMA` record per bad row of a training batch, with its reasons.
+
+    Parameters
+    ----------
+    batch : int
+        The batch's index in the run.
+    positions : sequence of int
+        The bad rows' positions in the batch.
+    features : numpy.ndarray of shape (len(positions), n_features)
+        Their features, as served.
+    labels, row_ids : sequence
+        Their label and dataset row id (``None`` where the batch has none).
+    checks : sequence of (check, mask, threshold)
+        Each row-level check that failed somewhere in the batch: ``mask[k]`` says
+        whether it fails for ``positions[k]``; ``threshold`` as in ``_reasons``.
+    loss : float, optional
+        A loss spike: every row also gets a ``loss_spike`` reason with this value.
+
+    Returns
+    -------
+    list of dict
+        Reasons in ``checks`` order, then ``loss_spike``.
+    """
+    out = []
+    for k, pos in enumerate(positions):
+        reasons = [_reason(check, threshold=t) for check, mask, t in checks if mask[k]]
+        if loss is not None:
+            reasons.append(_reason("loss_spike", value=repr(loss)))
+        out.append(
+            {
+                ROW_ID: row_ids[k],
+                "batch": batch,
+                "position": pos,
+                "features": features[k].tolist(),
+                "label": labels[k],
+                REASONS: reasons,
+            }
+        )
+    return out
+
+
+def _reason(
+    check: str, *, value: str | None = None, threshold: str | None = None
+) -> dict[str, Any]:
+    """A ``_reasons`` entry of a training row (the guard checks whole rows: no column)."""
+    return {
+        "check": check,
+        "column": None,
+        "value": value,
+        "threshold": threshold,
+        "schema_check": None,
+        "score": None,
+    }
+
+
+class QuarantineParts:
+    """The guard's quarantine: records buffered, then written as whole parquet part files.
+
+    Each flush writes one file of :data:`GUARD_SCHEMA` rows atomically (hidden temporary
+    name, fsync, rename). File names carry the process id and a token of this writer, so
+    worker processes, and later runs into the same directory, write side by side
+    without replacing each other's parts.
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Created if missing.
+    flush_rows : int, default 4096
+        Records buffered before :meth:`add` writes a part.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, flush_rows: int = FLUSH_ROWS):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.flush_rows = flush_rows
+        self._rows: list[dict[str, Any]] = []
+        self._seq = itertools.count()
+        self._run = uuid.uuid4().hex[:8]
+
+    def add(self, records: list[dict[str, Any]]) -> None:
+        """Buffer records from :func:`reason_records`; write a part once enough are held."""
+        self._rows.extend(records)
+        if len(self._rows) >= self.flush_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered records as one part file (nothing when none are buffered)."""
+        if not self._rows:
+            return
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist(self._rows, schema=GUARD_SCHEMA)
+        name = f"part-{os.getpid()}-{self._run}-{next(self._seq):05d}.parquet"
+        with StagedFile(self.directory / name) as staged:
+            pq.write_table(table, staged.temp)
+        self._rows = []  # only once they are safely on disk

@@ -23,7 +23,14 @@ from hypothesis import strategies as st
 from pipeline import validate
 from pipeline.checks import outlier_fences
 from pipeline.errors import UsageError
-from pipeline.quarantine import REASONS, OutputSplitter
+from pipeline.quarantine import (
+    GUARD_SCHEMA,
+    REASONS,
+    OutputSplitter,
+    QuarantineParts,
+    reason_records,
+)
+from pipeline.source import ROW_ID
 from tests.conftest import ROOT, SAMPLE_DATA
 
 
@@ -270,3 +277,51 @@ def test_sigkill_while_writing_leaves_no_complete_looking_file(big_parquet, tmp_
         # Leftovers are hidden temporary names, never the final ones half-written.
         assert all(name in rows or name.startswith(".") for name in names)
     assert interrupted >= 1  # at least one kill landed mid-write
+
+
+# -- the guard's quarantine parts -------------------------------------------------------------
+def test_guard_parts_hold_each_bad_row_with_its_reasons(tmp_path):
+    features = np.array([[1.0, np.nan], [np.inf, 2.0]], dtype=np.float32)
+    checks = [
+        ("nan", np.array([True, False]), "finite"),
+        ("inf", np.array([False, True]), "finite"),
+    ]
+    records = reason_records(3, [4, 9], features, [1.0, None], [104, None], checks, loss=7.5)
+    folder = tmp_path / "q"
+    parts = QuarantineParts(folder, flush_rows=2)
+    parts.add(records[:1])
+    assert list(folder.iterdir()) == []  # buffered
+    parts.add(records[1:])  # flush_rows reached: one part, complete, under its final name
+    parts.flush()  # nothing buffered: no empty part
+    [part] = list(folder.iterdir())
+    assert part.name.startswith(f"part-{os.getpid()}-") and part.suffix == ".parquet"
+    table = pq.read_table(part)
+    assert table.schema == GUARD_SCHEMA
+    rows = table.to_pylist()
+    assert [(r[ROW_ID], r["batch"], r["position"], r["label"]) for r in rows] == [
+        (104, 3, 4, 1.0),
+        (None, 3, 9, None),
+    ]
+    assert [[x["check"] for x in r[REASONS]] for r in rows] == [
+        ["nan", "loss_spike"],
+        ["inf", "loss_spike"],
+    ]
+    assert rows[0][REASONS][0]["threshold"] == "finite" and rows[0][REASONS][1]["value"] == "7.5"
+    assert rows[1]["features"][0] == np.inf
+
+
+def test_a_failed_part_write_leaves_nothing_and_keeps_the_rows(tmp_path, monkeypatch):
+    parts = QuarantineParts(tmp_path, flush_rows=10)
+    parts.add(reason_records(0, [0], np.zeros((1, 1), np.float32), [None], [None], []))
+
+    def half_written(table, where, **kwargs):
+        Path(where).write_bytes(b"PAR1")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        parts.flush()
+    assert list(tmp_path.iterdir()) == []  # no part, no temporary file
+    monkeypatch.undo()
+    parts.flush()  # the rows were kept for the next try
+    assert pq.read_table(next(tmp_path.iterdir())).num_rows == 1
