@@ -387,7 +387,6 @@ else:
 class Child:
     """A finished child process and what it cost."""
 
-    args: list[str]
     returncode: int
     stdout: str
     stderr: str
@@ -415,9 +414,7 @@ class Child:
         return {**json.loads(self.stdout.strip().splitlines()[-1]), **self.figures()}
 
 
-def run_python(
-    args: Sequence[str], *, ok: Sequence[int] = (0,), env: dict[str, str] | None = None
-) -> Child:
+def run_python(args: Sequence[Any], *, ok: Sequence[int] = (0,)) -> Child:
     """Run ``python ARGS`` (a script, ``-m module`` or ``-c code``) in a fresh process.
 
     The child runs from the repository root with it on ``PYTHONPATH`` and a fixed hash
@@ -430,13 +427,12 @@ def run_python(
     fd, hwm_path = tempfile.mkstemp(prefix="bench-hwm-")
     os.close(fd)
     hwm = Path(hwm_path)
-    full_env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT), "BENCH_HWM": str(hwm)}
-    full_env.update(env or {})
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(ROOT), "BENCH_HWM": str(hwm)}
     cmd = [sys.executable, "-c", _WRAPPER, mode, *rest]
     try:
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             started = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=full_env, cwd=ROOT)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - started
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -449,7 +445,6 @@ def run_python(
     if proc.returncode not in ok:
         raise RuntimeError(f"{' '.join(args)[:200]} failed ({proc.returncode}): {stderr[-3000:]}")
     return Child(
-        args=args,
         returncode=proc.returncode,
         stdout=stdout,
         stderr=stderr,
