@@ -16,32 +16,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .findings import Finding
+from .fences import Fences, outlier_fences
+from .findings import ROW_LEVEL, Finding, order_of
 from .options import ValidationOptions
 from .profiling import Profile, _to_numpy, _values_view
 from .source import ROW_ID
 
-#: default severity of each check; ``ValidationOptions.severities`` overrides it
-DEFAULT_SEVERITY = {
-    "nan": "error",
-    "inf": "error",
-    "null": "error",
-    "schema": "error",
-    "missing_column": "error",
-    "dtype": "error",
-    "constant": "error",
-    "near_constant": "warning",
-    "zero_iqr": "warning",
-    "outlier": "warning",
-    "class_imbalance": "warning",
-    "bad_rows": "error",
-    "empty": "error",
-}
-
-
-def severity(check: str, options: ValidationOptions) -> str:
-    """The severity ``check`` has under ``options`` ("error", "warning" or "off")."""
-    return options.severities.get(check, DEFAULT_SEVERITY.get(check, "error"))
+__all__ = [
+    "Fences",
+    "RowFailure",
+    "RowRule",
+    "checks_run",
+    "column_findings",
+    "non_finite_rule",
+    "null_rule",
+    "outlier_fences",
+    "outlier_rule",
+    "row_ids",
+]
 
 
 # -- column checks -----------------------------------------------------------------------------
@@ -59,16 +51,20 @@ def column_findings(profile: Profile, options: ValidationOptions) -> list[Findin
         In column order; checks whose severity is "off" are left out.
     """
     if profile.rows == 0:
-        empty = Finding(
-            "empty",
-            None,
-            severity("empty", options),  # type: ignore[arg-type]  # "off" is filtered below
-            0,
-            0.0,
-            "the dataset has no rows; check the export or the path",
-        )
-        return [empty] if empty.severity != "off" else []
-    found: list[Finding] = []
+        level = options.severity("empty")
+        if level is None:
+            return []
+        return [
+            Finding(
+                "empty",
+                None,
+                level,
+                0,
+                0.0,
+                "the dataset has no rows; check the export or the path",
+            )
+        ]
+    found: list[Finding | None] = []
     for name, column in profile.columns.items():
         if column.kind == "other":
             continue
@@ -102,33 +98,100 @@ def column_findings(profile: Profile, options: ValidationOptions) -> list[Findin
                 "zero there, so the scaler uses scale 1; consider dropping or binarising it",
             ))  # fmt: skip
     if options.label is not None:
-        found.extend(_label_findings(profile, options))
-    return [f for f in found if f.severity != "off"]
+        found.append(_label_finding(profile, options))
+    return [f for f in found if f is not None]
 
 
-def _label_findings(profile: Profile, options: ValidationOptions) -> list[Finding]:
+def _label_finding(profile: Profile, options: ValidationOptions) -> Finding | None:
     label = options.label
     assert label is not None
     counts = profile.label_counts(label)
     if not counts or len(counts) < 2:
-        return []
+        return None
     total = sum(counts.values())
     rare, n = min(counts.items(), key=lambda kv: (kv[1], str(kv[0])))
     share = n / total
     if share >= options.min_class_share:
-        return []
-    return [_column_finding(
+        return None
+    return _column_finding(
         "class_imbalance", label, options, share,
         f"label '{label}' class {_show(rare)} holds {n:,} of {total:,} rows ({share:.2%}), "
         f"below the minimum class share {options.min_class_share:.2%}; use a stratified "
         "sampler (make_loader does) or class weights",
-    )]  # fmt: skip
+    )  # fmt: skip
 
 
 def _column_finding(
     check: str, column: str, options: ValidationOptions, value: float, message: str
-) -> Finding:
-    return Finding(check, column, severity(check, options), 1, float(value), message)  # type: ignore[arg-type]
+) -> Finding | None:
+    level = options.severity(check)
+    if level is None:
+        return None
+    return Finding(check, column, level, count=1, fraction=float(value), message=message)
+
+
+def checks_run(
+    profile: Profile,
+    options: ValidationOptions,
+    fences: Mapping[str, Fences],
+    findings: Sequence[Finding],
+) -> list[tuple[str | None, str]]:
+    """Every (column, check) pair the run checked, passed or not, in report order.
+
+    A check counts as run on a column when the run applies it there:
+
+    - ``nan`` and ``inf`` on floating columns;
+    - ``constant`` and ``near_constant`` on every column that is not only
+      counted (nested, binary and other unsupported types);
+    - ``zero_iqr`` on numeric columns other than the label;
+    - ``outlier`` on the columns that have outlier ``fences``;
+    - ``class_imbalance`` on the label column;
+    - ``bad_rows`` (dataset level, column ``None``) when ``max_bad_rows`` is set.
+
+    Schema checks (``null``, ``schema:<name>``, ``missing_column``, ``dtype``)
+    appear only when they failed. Checks switched off are left out. Every
+    finding's pair is included, whatever the rules above say.
+
+    Returns
+    -------
+    list of (str or None, str)
+        ``(column, check name)``; column ``None`` for dataset-level checks.
+    """
+    pairs: dict[tuple[str | None, str], None] = {}  # insertion-ordered set
+    found: dict[str | None, list[str]] = {}
+    for f in findings:
+        found.setdefault(f.column, []).append(f.check_name)
+
+    def order(check: str) -> tuple[bool, int]:
+        # As findings are ordered: column-level checks first, then row-level ones.
+        code = check.split(":", 1)[0]
+        return code in ROW_LEVEL, order_of(code)
+
+    for name, column in profile.columns.items():
+        ran: list[str] = []
+        if column.kind != "other":
+            if pa.types.is_floating(profile.schema.field(name).type):
+                ran += ["nan", "inf"]
+            ran += ["constant", "near_constant"]
+            if column.kind == "numeric" and name != options.label:
+                ran.append("zero_iqr")
+            if name in fences:
+                ran.append("outlier")
+            if name == options.label:
+                ran.append("class_imbalance")
+        ran = [c for c in ran if options.severity(c) is not None]
+        for check in sorted([*ran, *found.get(name, [])], key=order):
+            pairs[(name, check)] = None
+    # Findings on columns the data lacks (missing_column), then dataset-level ones.
+    for f in findings:
+        if f.column is not None and f.column not in profile.columns:
+            pairs[(f.column, f.check_name)] = None
+    if options.max_bad_rows is not None and options.severity("bad_rows") is not None:
+        pairs[(None, "bad_rows")] = None
+    for f in findings:
+        if f.column is None:
+            pairs[(None, f.check_name)] = None
+    return list(pairs)
 
 
 def _show(value: object) -> str:
@@ -154,69 +217,6 @@ class RowFailure:
 
 
 RowRule = Callable[[pa.RecordBatch], list[RowFailure]]
-
-
-@dataclass(frozen=True)
-class Fences:
-    """Outlier bounds of one column: a value outside ``[low, high]`` is an outlier.
-
-    The score of a value is its distance beyond the anchors in units of ``unit``:
-    ``max(x - upper_anchor, lower_anchor - x) / unit``.
-    """
-
-    low: float
-    high: float
-    lower_anchor: float
-    upper_anchor: float
-    unit: float
-
-    def score(self, x: np.ndarray) -> np.ndarray:
-        return np.maximum(x - self.upper_anchor, self.lower_anchor - x) / self.unit
-
-    def describe(self) -> str:
-        return f"[{self.low:.6g}, {self.high:.6g}]"
-
-
-def outlier_fences(
-    profile: Profile,
-    options: ValidationOptions,
-    overrides: Mapping[str, tuple[str, float]] | None = None,
-) -> dict[str, Fences]:
-    """Fences of every numeric column where outliers are defined.
-
-    Columns that are constant, have zero spread, or are the label get none.
-    ``overrides`` maps a column to its own ``(method, threshold)`` (a schema's
-    ``outliers`` check); the other columns use ``options``.
-    """
-    if severity("outlier", options) == "off":
-        return {}
-    overrides = overrides or {}
-    fences: dict[str, Fences] = {}
-    for name, column in profile.columns.items():
-        if column.kind != "numeric" or name == options.label:
-            continue
-        method, k = overrides.get(name, (options.outlier_method, options.outlier_threshold))
-        fence = _fence(profile, name, method, k)
-        if fence is not None:
-            fences[name] = fence
-    return fences
-
-
-def _fence(profile: Profile, name: str, method: str, k: float) -> Fences | None:
-    if method == "none":
-        return None
-    st = profile.stats(name)
-    if st.q25 is None or st.q75 is None or st.median is None:
-        return None
-    if method == "iqr":
-        iqr = st.q75 - st.q25
-        return Fences(st.q25 - k * iqr, st.q75 + k * iqr, st.q25, st.q75, iqr) if iqr > 0 else None
-    x = profile.sample_values(name)  # mad
-    mad = float(np.median(np.abs(x - st.median))) * 1.4826
-    if mad <= 0:
-        return None
-    m = st.median
-    return Fences(m - k * mad, m + k * mad, m, m, mad)
 
 
 def non_finite_rule(columns: Sequence[str]) -> RowRule:

@@ -18,9 +18,18 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
-from .report.render import FORMATS  # noqa: E402  (light: no numpy or pyarrow)
+# These stay light (no numpy or pyarrow): the defaults and choices come from the options.
+from .options import (
+    DATASET_SETTINGS,
+    DEFAULT_BATCH_SIZE,
+    ENGINES,
+    OUTLIER_METHODS,
+    ValidationOptions,
+)
+from .report.model import ExitCode
+from .report.render import FORMATS
+
+_DEFAULTS = ValidationOptions()
 
 
 def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -92,21 +101,21 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
     "--near-constant-threshold",
     type=float,
     callback=_fraction,
-    default=0.99,
+    default=_DEFAULTS.near_constant_threshold,
     show_default=True,
     help="Share of one value that makes a column near-constant.",
 )
 @click.option(
     "--outlier-method",
-    type=click.Choice(["iqr", "mad", "none"]),
-    default="iqr",
+    type=click.Choice(OUTLIER_METHODS),
+    default=_DEFAULTS.outlier_method,
     show_default=True,
     help="Robust outlier score.",
 )
 @click.option(
     "--outlier-threshold",
     type=float,
-    default=5.0,
+    default=_DEFAULTS.outlier_threshold,
     show_default=True,
     help="IQRs beyond the quartiles (iqr) or robust z (mad) that make an outlier.",
 )
@@ -114,7 +123,7 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
     "--min-class-share",
     type=float,
     callback=_fraction,
-    default=0.05,
+    default=_DEFAULTS.min_class_share,
     show_default=True,
     help="Rarest class share below which the label is imbalanced.",
 )
@@ -122,8 +131,8 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option("--exit-zero", is_flag=True, help="Always exit 0 when the run completes.")
 @click.option(
     "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
+    type=click.Choice(ENGINES),
+    default=ENGINES[0],
     show_default=True,
     help="Run here, or on Ray Data for data beyond one machine (needs batchguard[ray]).",
 )
@@ -135,7 +144,7 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=65_536,
+    default=DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Rows per record batch; bounds memory.",
 )
@@ -169,13 +178,13 @@ def validate_command(dataset: str, **kw: Any) -> None:
             raise
         if isinstance(exc, BatchguardError):
             click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
+            sys.exit(ExitCode.USAGE)
         click.echo(
             f"internal error: {type(exc).__name__}: {exc}\n"
             "Tip: rerun with --debug for the traceback and report it as a batchguard bug.",
             err=True,
         )
-        sys.exit(EXIT_INTERNAL)
+        sys.exit(ExitCode.INTERNAL)
     sys.exit(code)
 
 
@@ -201,7 +210,7 @@ def _run(dataset: str, **kw: Any) -> int:
         options.pop("engine", None)
         options.pop("ray_address", None)
         return _infer(dataset, infer_to, options, quiet=quiet)
-    with _progress(enabled=not no_progress and sys.stderr.isatty()) as tick:
+    with _Progress(enabled=not no_progress and sys.stderr.isatty()) as tick:
         report = validate(dataset, progress=tick, **options)
     if profile_out:
         import json
@@ -238,7 +247,6 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
     """``--infer-schema``: write the schema, say so on stderr, exit 0 without validating."""
     from .errors import UsageError
     from .schema import infer_schema
-    from .schema.model import SETTINGS
 
     clash = [name for name in _NOT_WITH_INFER if name in options]
     if clash:
@@ -248,12 +256,12 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
         )
     _check_text_output(out, dataset, "--infer-schema", (".yaml", ".yml"))
     # The label is passed on its own; the other dataset settings given are recorded.
-    settings = {k: options[k] for k in SETTINGS if k in options and k != "label"}
+    settings = {k: options[k] for k in DATASET_SETTINGS if k in options and k != "label"}
     schema = infer_schema(
         dataset,
         label=options.get("label"),
         settings=settings,
-        batch_size=options.get("batch_size", 65_536),
+        batch_size=options.get("batch_size", DEFAULT_BATCH_SIZE),
     )
     header = (
         f"batchguard schema inferred from {dataset} (pandera YAML).\n"
@@ -266,7 +274,7 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
         click.echo(
             f"wrote {out}: {len(schema.columns)} columns inferred from {dataset}{tail}", err=True
         )
-    return 0
+    return ExitCode.PASSED
 
 
 def _check_text_output(out: str, dataset: str, option: str, suffixes: tuple[str, ...]) -> None:
@@ -294,7 +302,7 @@ def _print_rich(report: Any) -> None:
         console.print(item)
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on stderr counting rows read, shown only on a terminal."""
 
     def __init__(self, enabled: bool):

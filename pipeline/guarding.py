@@ -535,7 +535,8 @@ def _from_loader_info(loader: Any) -> dict[str, Any]:
     info = getattr(loader, "batchguard", None)
     if info is None or info.report is None:
         return {}
-    derived = _from_profile(info.report.profile, info.features, info.report.options)
+    # The fences the validation run applied (a schema's per-column outliers included).
+    derived = _bounds(info.report.fences, info.report.profile, info.features)
     lo, hi = derived["bounds"]
     if info.scaler is not None:  # the loader serves scaled features: move the fences too
         center = getattr(info.scaler, "center_", None)
@@ -619,16 +620,18 @@ def guard(
     return Guard(loader, checker, loss_window=loss_window, loss_threshold=loss_threshold)
 
 
-def _from_profile(
-    profile: Any, feature_names: Sequence[str] | None, options: Any = None
-) -> dict[str, Any]:
-    """Outlier fences (as per-feature bounds) and which features vary, from a profile."""
+def _from_profile(profile: Any, feature_names: Sequence[str] | None) -> dict[str, Any]:
+    """Per-feature bounds from a bare profile's default outlier fences, and which features vary."""
     if feature_names is None:
         raise UsageError("guard(profile=...) needs feature_names=[...], one per feature column")
-    from .checks import outlier_fences
+    from .fences import outlier_fences
     from .options import ValidationOptions
 
-    fences = outlier_fences(profile, options or ValidationOptions())
+    return _bounds(outlier_fences(profile, ValidationOptions()), profile, feature_names)
+
+
+def _bounds(fences: Any, profile: Any, feature_names: Sequence[str]) -> dict[str, Any]:
+    """Outlier fences as per-feature bounds (unbounded without a fence), and which features vary."""
     lo = np.array([fences[f].low if f in fences else -np.inf for f in feature_names])
     hi = np.array([fences[f].high if f in fences else np.inf for f in feature_names])
     varied = np.array([profile.stats(f).distinct > 1 for f in feature_names])

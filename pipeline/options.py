@@ -6,8 +6,27 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError
+from .findings import SEVERITY_CHOICES, Severities, Severity
 
+#: outlier rules ``outlier_method`` (``--outlier-method``) accepts
 OUTLIER_METHODS = ("iqr", "mad", "none")
+#: engine names ``validate(engine=...)`` and ``--engine`` accept
+ENGINES = ("local", "ray")
+#: rows per record batch unless told otherwise (bounds memory)
+DEFAULT_BATCH_SIZE = 65_536
+#: the options a schema's dataset block (``metadata: batchguard:``) may set, in the
+#: order schemas write them, each with the kind of value it takes (checked by
+#: :func:`pipeline.schema.spec.check_settings`)
+DATASET_SETTINGS = {
+    "label": "column",
+    "max_bad_rows": "fraction_or_null",
+    "min_class_share": "fraction",
+    "near_constant_threshold": "fraction",
+    "outlier_method": "method",
+    "outlier_threshold": "positive",
+    "strict": "bool",
+    "severities": "severities",
+}
 
 
 @dataclass
@@ -52,7 +71,7 @@ class ValidationOptions:
     """
 
     label: str | None = None
-    batch_size: int = 65_536
+    batch_size: int = DEFAULT_BATCH_SIZE
     near_constant_threshold: float = 0.99
     outlier_method: str = "iqr"
     outlier_threshold: float = 5.0
@@ -89,10 +108,20 @@ class ValidationOptions:
                     f"{name} should be a positive integer value, but got {name}={value!r}"
                 )
         for check, level in self.severities.items():
-            if level not in ("error", "warning", "off"):
+            if level not in SEVERITY_CHOICES:
                 raise UsageError(
                     f"severity of '{check}' should be error, warning or off, but got {level!r}"
                 )
+
+    def severity(
+        self, check: str, column: str | None = None, schema_check: str | None = None
+    ) -> Severity | None:
+        """The severity a finding of ``check`` gets in this run; ``None`` when it is off.
+
+        The reason table's default unless ``severities`` overrides it
+        (:class:`~pipeline.findings.Severities` decides).
+        """
+        return Severities(self.severities).of(check, column, schema_check)
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> ValidationOptions:

@@ -209,18 +209,28 @@ class OutputSplitter:
             self.abort()
             raise
 
-    def write(self, batch: pa.RecordBatch, failures: Sequence[RowFailure]) -> None:
+    def write(
+        self, batch: pa.RecordBatch, failures: Sequence[RowFailure]
+    ) -> pa.RecordBatch | None:
+        """Write the batch's rows to their outputs; return the quarantined ones, if written.
+
+        The returned batch holds the failing rows with ``_reasons``, as the
+        quarantine output got them (``None`` without failures or a quarantine output).
+        """
+        quarantined = None
         if self.quarantine is not None and failures:
             positions, reasons = reasons_array(failures)
             bad = batch.take(pa.array(positions))
-            self.quarantine.write(
-                pa.RecordBatch.from_arrays([*bad.columns, reasons], schema=self.quarantine.schema)
+            quarantined = pa.RecordBatch.from_arrays(
+                [*bad.columns, reasons], schema=self.quarantine.schema
             )
+            self.quarantine.write(quarantined)
         if self.clean is not None:
             if failures:
                 keep = ~bad_row_mask(batch.num_rows, failures)
                 batch = batch.filter(pa.array(keep))
             self.clean.write(batch)
+        return quarantined
 
     def close(self) -> None:
         # Finish every file before the first rename, so a failing writer cannot

@@ -1,14 +1,14 @@
 """Where validation's two passes run: ``"local"`` (the default) or ``"ray"``.
 
-The local engine streams the dataset through this process
-(:mod:`pipeline.validation`, which also holds everything both engines share:
-options, column checks, row rules, the tally of row failures, the report). The
-Ray engine (:mod:`pipeline.engines._ray`) runs the same two passes as Ray Data
-tasks, for datasets beyond one machine; it needs the ``ray`` extra
-(``pip install 'batchguard[ray]'``), which is imported only when that engine
-is asked for, so Ray never slows down ``validate --help`` or a small run.
+The local engine (:mod:`pipeline.engines._local`) streams the dataset through
+this process. The Ray engine (:mod:`pipeline.engines._ray`) runs the same two
+passes as Ray Data tasks, for datasets beyond one machine; it needs the ``ray``
+extra (``pip install 'batchguard[ray]'``), which is imported only when that
+engine is asked for, so Ray never slows down ``validate --help`` or a small run.
+What both share (the run, the row rules, the chunk notes, the tally of row
+failures) is in :mod:`pipeline.engines._run`.
 
-An engine provides the four methods of :class:`Engine`; the findings, counts,
+An engine provides the three methods of :class:`Engine`; the findings, counts,
 statistics and quarantined row ids do not depend on which one ran.
 """
 
@@ -19,15 +19,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import UsageError
+from ..options import ENGINES
+from ._run import ChunkNotes, Progress, RowRules, RowTally, Run, batch_schema
 
 if TYPE_CHECKING:
     from ..profiling import Profile
-    from ..report import Report
     from ..source import Chunk
-    from ..validation import _ChunkNotes, _RowRules, _RowTally, _Run
 
-#: engine names ``validate(engine=...)`` and ``--engine`` accept
-ENGINES = ("local", "ray")
+__all__ = [
+    "ENGINES",
+    "RAY_MISSING",
+    "ChunkNotes",
+    "Engine",
+    "Progress",
+    "RowRules",
+    "RowTally",
+    "Run",
+    "batch_schema",
+    "get_engine",
+]
+
 #: the one-line error when the Ray engine is asked for without the extra
 RAY_MISSING = "--engine ray needs the ray extra: pip install 'batchguard[ray]'"
 
@@ -39,27 +50,29 @@ class Engine(Protocol):
         """Refuse an output path this engine cannot write (``what``: quarantine or clean)."""
         ...
 
-    def profile_pass(self, run: _Run) -> tuple[Profile, _ChunkNotes | None]:
+    def profile_pass(self, run: Run) -> tuple[Profile, ChunkNotes | None]:
         """Pass 1: the merged profile, and per chunk what pass 2 needs to know."""
         ...
 
-    def row_pass(self, run: _Run, rules: _RowRules, chunks: list[Chunk] | None) -> _RowTally:
-        """Pass 2: apply ``rules`` to ``chunks`` (all if ``None``), write the outputs."""
+    def row_pass(self, run: Run, rules: RowRules, chunks: list[Chunk] | None) -> RowTally:
+        """Pass 2: apply ``rules`` to ``chunks`` (all if ``None``), write the outputs.
+
+        The tally's ``examples`` hold a few quarantined rows when a quarantine
+        output was written.
+        """
         ...
 
-    def finish(self, report: Report) -> None:
-        """Last additions to the report (the Ray engine's example rows)."""
-        ...
 
-
-def ray_engine(address: str | None = None) -> Engine:
-    """The Ray engine, connecting to ``address`` when its first pass starts.
+def get_engine(name: str, address: str | None = None) -> Engine:
+    """The engine called ``name``.
 
     Parameters
     ----------
+    name : {"local", "ray"}
     address : str, optional
-        A Ray cluster (``"auto"``, ``"HOST:6379"``, ``"ray://HOST:10001"``);
-        without it Ray uses ``RAY_ADDRESS`` or starts on this machine.
+        With ``"ray"``: a Ray cluster (``"auto"``, ``"HOST:6379"``,
+        ``"ray://HOST:10001"``); without it Ray uses ``RAY_ADDRESS`` or starts
+        on this machine.
 
     Returns
     -------
@@ -68,12 +81,22 @@ def ray_engine(address: str | None = None) -> Engine:
     Raises
     ------
     UsageError
-        The ``ray`` extra is not installed.
+        An unknown name, an address without ``"ray"``, or ``"ray"`` without the extra.
     """
-    try:
-        import ray  # noqa: F401
-    except ImportError as exc:
-        raise UsageError(RAY_MISSING) from exc
-    from ._ray import RayEngine
+    if name == "local":
+        if address is not None:
+            raise UsageError("--ray-address ADDRESS needs --engine ray; add it or drop the address")
+        from ._local import LocalEngine
 
-    return RayEngine(address)
+        return LocalEngine()
+    if name == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError as exc:
+            raise UsageError(RAY_MISSING) from exc
+        from ._ray import RayEngine
+
+        return RayEngine(address)
+    raise UsageError(
+        f"engine should be one of {', '.join(map(repr, ENGINES))}, but got engine={name!r}"
+    )

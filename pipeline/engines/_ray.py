@@ -56,7 +56,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -67,13 +67,19 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from ..errors import BatchguardError, SourceError, UsageError
-from ..profiling import BatchSummary, Profile
+from ..profiling import STAT_KINDS, BatchSummary, Profile
 from ..quarantine import OutputSplitter
-from ..source import ROW_ID, Chunk, Source
-from ..validation import _batch_schema, _ChunkNotes, _RowRules, _RowTally, _Run
-
-if TYPE_CHECKING:
-    from ..report import Report
+from ..report.examples import examples_from_quarantine
+from ..source import ROW_ID, Chunk, Source, parquet_file
+from ._run import (
+    ChunkNotes,
+    RowRules,
+    RowTally,
+    Run,
+    batch_schema,
+    summary_from_state,
+    summary_state,
+)
 
 #: the part files of an output directory
 PART_GLOB = "part-*.parquet"
@@ -126,7 +132,7 @@ class RayEngine:
         return out
 
     # -- pass 1 --------------------------------------------------------------------------------
-    def profile_pass(self, run: _Run) -> tuple[Profile, _ChunkNotes | None]:
+    def profile_pass(self, run: Run) -> tuple[Profile, ChunkNotes | None]:
         """Profile every block in Ray tasks; merge the partial profiles here, in row order."""
         _connect(self.address)
         src, size = run.src, run.opts.sample_size
@@ -141,15 +147,15 @@ class RayEngine:
         # brings its own; then pass 2 reads every chunk.
         if chunks is None or src.has_own_row_ids:
             return prof, None
-        numeric = [n for n, c in prof.columns.items() if c.kind in _NOTED_KINDS]
-        notes = _ChunkNotes.for_chunks(chunks, numeric)
+        numeric = [n for n, c in prof.columns.items() if c.kind in STAT_KINDS]
+        notes = ChunkNotes.for_chunks(chunks, numeric)
         for part in parts:
-            summaries = {k: BatchSummary(*v) for k, v in json.loads(part["notes"]).items()}
+            summaries = {k: summary_from_state(v) for k, v in json.loads(part["notes"]).items()}
             notes.add(part["first"], part["last"] - part["first"] + 1, summaries)
         return prof, notes
 
     def _profile(
-        self, run: _Run, chunks: list[Chunk] | None, bound: int | None
+        self, run: Run, chunks: list[Chunk] | None, bound: int | None
     ) -> tuple[Profile, list[dict[str, Any]]]:
         src, size = run.src, run.opts.sample_size
         parts: list[dict[str, Any]] = []
@@ -170,8 +176,11 @@ class RayEngine:
         return prof, parts
 
     # -- pass 2 --------------------------------------------------------------------------------
-    def row_pass(self, run: _Run, rules: _RowRules, chunks: list[Chunk] | None) -> _RowTally:
-        """Apply ``rules`` in Ray tasks that write the output parts; add up their tallies."""
+    def row_pass(self, run: Run, rules: RowRules, chunks: list[Chunk] | None) -> RowTally:
+        """Apply ``rules`` in Ray tasks that write the output parts; add up their tallies.
+
+        The tally's example rows are read back from the quarantine parts.
+        """
         _connect(self.address)
         src = run.src
         if chunks is None:
@@ -187,7 +196,7 @@ class RayEngine:
                     task = functools.partial(
                         _check_block,
                         rules=rules,
-                        schema=_batch_schema(src),
+                        schema=batch_schema(src),
                         folders={k: str(v) for k, v in staging.items()},
                     )
                     ds = _read(src, chunks).map_batches(
@@ -204,36 +213,19 @@ class RayEngine:
                     "would collide; give every row a unique id or drop the column"
                 )
             for name, folder in staging.items():
-                _publish(folder, targets[name], _batch_schema(src), quarantine=name == "quarantine")
+                _publish(folder, targets[name], batch_schema(src), quarantine=name == "quarantine")
         except BaseException:
             for folder in staging.values():
                 shutil.rmtree(folder, ignore_errors=True)
             raise
-        tally = _RowTally()
+        tally = RowTally()
         for part in parts:
-            tally.merge(_RowTally.from_state(json.loads(part["tally"])))
+            tally.merge(RowTally.from_state(json.loads(part["tally"])))
+        if "quarantine" in targets and tally.quarantined:
+            tally.examples = examples_from_quarantine(targets["quarantine"])
         return tally
 
-    def finish(self, report: Report) -> None:
-        """Example quarantined rows for the HTML report, read from the output parts."""
-        folder = report.outputs.get("quarantine")
-        if not folder or not report.rows_quarantined:
-            return
-        import pyarrow.parquet as pq
 
-        from ..report.examples import SCAN_ROWS, ExampleCollector
-
-        collector = ExampleCollector()
-        for part in sorted(Path(folder).glob(PART_GLOB)):
-            with pq.ParquetFile(part, pre_buffer=False) as pf:
-                for batch in pf.iter_batches(batch_size=4096):
-                    collector.add(batch)
-            if collector.seen >= SCAN_ROWS:
-                break
-        report.examples = collector.examples()
-
-
-_NOTED_KINDS = ("numeric", "boolean", "temporal")
 #: whether this process started Ray, and so keeps Ray's progress output off the console
 _quiet = False
 
@@ -377,9 +369,7 @@ def _group_bytes(group: list[Chunk] | None) -> int | None:
 def _chunk_bytes(chunk: Chunk) -> int | None:
     if chunk.part is None or not chunk.path.lower().endswith((".parquet", ".parq", ".pq")):
         return None
-    from ..source import _parquet_file
-
-    return int(_parquet_file(chunk.path).metadata.row_group(chunk.part).total_byte_size)
+    return int(parquet_file(chunk.path).metadata.row_group(chunk.part).total_byte_size)
 
 
 def _read_chunks(src: Source, chunks: list[Chunk] | None) -> Iterator[pa.Table]:
@@ -411,15 +401,14 @@ def _profile_block(
     """The partial profile of one block, as a one-row table."""
     prof = Profile(schema, sample_size=sample_size)
     if bound is not None:
-        # RowSample keeps only rows hashed at or below its _threshold, the largest
-        # key of a full sample; starting it at the bound drops rows no merge would keep.
-        prof.sample._threshold = bound
+        # Rows hashed above the bound are ones no merge would keep.
+        prof.sample.start_below(bound)
     seen: dict[str, BatchSummary] = {}
     for batch in block.to_batches():
         for name, s in prof.update(batch).items():
             seen[name] = _combine(seen[name], s) if name in seen else s
     first, last = _id_range(block)
-    notes = {name: [s.bad, s.min, s.max] for name, s in seen.items()}
+    notes = {name: summary_state(s) for name, s in seen.items()}
     return pa.table(
         {
             "first": pa.array([first], pa.int64()),
@@ -446,12 +435,12 @@ def _id_range(block: pa.Table) -> tuple[int, int]:
 
 # -- pass 2 task -------------------------------------------------------------------------------
 def _check_block(
-    block: pa.Table, *, rules: _RowRules, schema: pa.Schema, folders: dict[str, str]
+    block: pa.Table, *, rules: RowRules, schema: pa.Schema, folders: dict[str, str]
 ) -> pa.Table:
     """Apply the row rules to one block, write its output parts, return its tally."""
     batches = block.to_batches()
     failures = [rules.failures(batch) for batch in batches]
-    tally = _RowTally()
+    tally = RowTally()
     for batch, failed in zip(batches, failures, strict=True):
         tally.add(batch, failed)
     first, _ = _id_range(block)

@@ -103,7 +103,8 @@ def examples_from_quarantine(
     Parameters
     ----------
     path : str or os.PathLike
-        A ``--quarantine`` output (``.parquet``, or ``.arrow``/``.feather``/``.ipc``).
+        A ``--quarantine`` output (``.parquet``, or ``.arrow``/``.feather``/``.ipc``),
+        or the Ray engine's directory of parquet parts.
     n : int, default 20
         Examples returned.
     scan_rows : int, default 50000
@@ -123,6 +124,10 @@ def examples_from_quarantine(
 
 
 def _batches(path: Path) -> Any:
+    if path.is_dir():  # parts named by their first row id, so name order is row order
+        for part in sorted(path.glob("part-*.parquet")):
+            yield from _batches(part)
+        return
     if path.suffix.lower() in (".arrow", ".feather", ".ipc"):
         with pa.memory_map(str(path)) as source:
             reader = pa.ipc.open_file(source)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .common import check_label, number, rows_affected
 
 if TYPE_CHECKING:
-    from ..checks import Fences
+    from ..fences import Fences
     from ..findings import Finding
     from .model import Report
 
@@ -72,19 +72,11 @@ def _environment() -> Any:
 def render(report: Report) -> str:
     """The report as one self-contained HTML document.
 
-    Example rows come from ``report.examples``; when that is empty and the run
-    wrote a quarantine file, they are read from it
-    (:func:`~pipeline.report.examples.examples_from_quarantine`).
+    Example rows come from ``report.examples`` and outlier fences from
+    ``report.fences``: what the run chose and applied.
     """
-    from ..checks import outlier_fences
-
     examples = report.examples
-    quarantine = report.outputs.get("quarantine")
-    if not examples and quarantine and report.rows_quarantined and os.path.exists(quarantine):
-        from .examples import examples_from_quarantine
-
-        examples = examples_from_quarantine(quarantine)
-    fences = outlier_fences(report.profile, report.options)
+    fences = report.fences
     by_column: dict[str | None, list[Finding]] = {}
     for f in report.findings:
         by_column.setdefault(f.column, []).append(f)

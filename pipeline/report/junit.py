@@ -6,7 +6,7 @@ Mapping
   named by the dataset's path, with the run's counts as ``<properties>``.
 - One ``<testcase classname="<dataset>" name="<column>.<check>">`` per
   (column, check) pair the run checked, passed or not
-  (:func:`pipeline.report.common.checks_run` says which). Dataset-level checks
+  (:attr:`Report.checks_run <pipeline.report.Report.checks_run>` says which). Dataset-level checks
   (``bad_rows``) are named by the check alone; schema checks as
   ``<column>.schema:<name>``.
 - A finding that fails the gate (an error, or a warning under ``--strict``)
@@ -17,6 +17,13 @@ Mapping
   count a ``<skipped>`` as a check that did not run, and a ``<failure>`` as a
   failed gate, and neither would be true.
 - ``--exit-zero`` changes only the exit code: failures stay failures here.
+
+The document validates against the JUnit schema of Jenkins' xUnit plugin
+(``junit-10.xsd``) and gives GitLab's unit test reports and GitHub's JUnit
+reporters (dorny/test-reporter, mikepenz/action-junit-report) what they read:
+a ``name``, ``classname`` and ``time`` on every test case, unique per
+(classname, name), and the message on each ``<failure>`` (see
+``tests/test_junit_schema.py``).
 
 Written with :mod:`xml.etree.ElementTree`, which escapes markup; characters
 XML 1.0 cannot hold at all (most control characters) are replaced by U+FFFD.
@@ -29,7 +36,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .common import check_label, checks_run, rows_affected
+from .common import check_label, rows_affected
 
 if TYPE_CHECKING:
     from ..findings import Finding
@@ -91,7 +98,7 @@ def testsuite(report: Report) -> ET.Element:
     ):
         ET.SubElement(props, "property", name=key, value=_xml(value))
     tests = failures = 0
-    for column, check in checks_run(report):
+    for column, check in report.checks_run:
         tests += 1
         case = ET.SubElement(
             suite,
@@ -137,7 +144,8 @@ def render_reports(reports: Sequence[Report]) -> str:
     root.set("tests", str(totals["tests"]))
     root.set("failures", str(totals["failures"]))
     root.set("errors", "0")
-    root.set("skipped", "0")
+    # No "skipped" here: the JUnit schema of Jenkins' xUnit plugin (junit-10.xsd) allows
+    # it on <testsuite> only, and rejects the document otherwise.
     root.set("time", f"{elapsed:.3f}")
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from ..findings import Finding
 from ..options import ValidationOptions
 
 if TYPE_CHECKING:
+    from ..fences import Fences
     from ..profiling import Profile
 
 REPORT_VERSION = 1
 
-EXIT_PASSED = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
+
+class ExitCode(IntEnum):
+    """The exit codes of ``validate``, the one list the command line and the report use."""
+
+    #: the data passed the gate (or ``--exit-zero``)
+    PASSED = 0
+    #: the data failed the gate
+    FAILED = 1
+    #: bad usage, an unreadable input or a bad schema
+    USAGE = 2
+    #: an internal error
+    INTERNAL = 3
 
 
 @dataclass
@@ -49,9 +59,17 @@ class Report:
         Seconds the run took.
     examples : list of dict
         Up to a few quarantined rows for the HTML report, each
-        ``{"row_id": int, "reasons": [dict, ...], "values": {column: value}}``
-        (see :func:`pipeline.report.examples.examples_from_quarantine`). Not part
-        of the JSON report, which never holds data values beyond statistics.
+        ``{"row_id": int, "reasons": [dict, ...], "values": {column: value}}``,
+        chosen by the engine as it wrote the quarantine output
+        (:class:`pipeline.report.examples.ExampleCollector`). Not part of the
+        JSON report, which never holds data values beyond statistics.
+    fences : dict of str to Fences
+        The outlier fences the run applied, per column (method, threshold and
+        bounds; a schema's per-column ``outliers`` check included).
+    checks_run : list of (str or None, str)
+        Every ``(column, check name)`` the run checked, passed or not, in
+        report order (:func:`pipeline.checks.checks_run`); column ``None`` for
+        dataset-level checks.
     """
 
     dataset: str
@@ -66,17 +84,22 @@ class Report:
     notes: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     examples: list[dict[str, Any]] = field(default_factory=list)
+    fences: dict[str, Fences] = field(default_factory=dict)
+    checks_run: list[tuple[str | None, str]] = field(default_factory=list)
 
     @property
     def rows_clean(self) -> int:
+        """Rows without a row-level finding (those the clean output holds)."""
         return self.rows - self.rows_quarantined
 
     @property
     def errors(self) -> list[Finding]:
+        """The error-level findings."""
         return [f for f in self.findings if f.severity == "error"]
 
     @property
     def warnings(self) -> list[Finding]:
+        """The warning-level findings."""
         return [f for f in self.findings if f.severity == "warning"]
 
     @property
@@ -101,12 +124,13 @@ class Report:
         return not (self.options.strict and self.warnings)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         """0 when passed (or ``exit_zero``), 1 when the data failed the gate."""
-        return EXIT_PASSED if self.passed or self.exit_zero else EXIT_FAILED
+        return ExitCode.PASSED if self.passed or self.exit_zero else ExitCode.FAILED
 
     @property
     def label(self) -> dict[str, Any] | None:
+        """The label column and its class counts, or ``None`` without a label."""
         name = self.options.label
         if name is None:
             return None
@@ -133,7 +157,7 @@ class Report:
             "report_version": REPORT_VERSION,
             "dataset": self.dataset,
             "passed": self.passed,
-            "exit_code": self.exit_code,
+            "exit_code": int(self.exit_code),
             "rows": self.rows,
             "rows_clean": self.rows_clean,
             "rows_quarantined": self.rows_quarantined,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SchemaFileError
+from ..options import DATASET_SETTINGS
 from . import registered
 from ._yaml import YamlRefused, load
 from .spec import CHECK_ARGS, DATASET_KEY, Document, check_document, check_settings
@@ -30,16 +31,7 @@ if TYPE_CHECKING:
 MAX_SCHEMA_BYTES = 4 << 20
 
 #: dataset settings in the order they are written
-SETTINGS = (
-    "label",
-    "max_bad_rows",
-    "min_class_share",
-    "near_constant_threshold",
-    "outlier_method",
-    "outlier_threshold",
-    "strict",
-    "severities",
-)
+SETTINGS = tuple(DATASET_SETTINGS)
 
 
 @dataclass

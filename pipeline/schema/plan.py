@@ -33,14 +33,14 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from ..checks import RowFailure, RowRule, null_rule, severity
+from ..checks import RowFailure, RowRule, null_rule
 from ..errors import SchemaFileError, UsageError
-from ..findings import Finding, Severity
+from ..findings import Finding
 from ..options import ValidationOptions
 from ..source import ROW_ID, Source
 from .model import Schema, load_schema
@@ -249,7 +249,7 @@ class SchemaPlan:
     def structure_findings(self, src: Source, options: ValidationOptions) -> list[Finding]:
         """``missing_column``, ``dtype`` and ``strict``/``ordered`` findings for ``src``."""
         b = self._bind(src.schema)
-        out: list[Finding] = []
+        out: list[Finding | None] = []
         for rules in b.missing:
             what = (
                 f"no column of {src.path} matches the pattern '{rules.key}' from {self._label}"
@@ -291,9 +291,9 @@ class SchemaPlan:
                 )
         if self.ordered:
             out.extend(self._order_findings(src, options))
-        return [f for f in out if f.severity != "off"]
+        return [f for f in out if f is not None]
 
-    def _order_findings(self, src: Source, options: ValidationOptions) -> list[Finding]:
+    def _order_findings(self, src: Source, options: ValidationOptions) -> list[Finding | None]:
         expected = [r.key for r in self.columns if not r.regex and r.key in src.columns]
         actual = [n for n in src.columns if n in expected]
         if actual == expected:
@@ -398,7 +398,7 @@ class SchemaPlan:
                 if check.name in REPLACES:
                     replaced.add((REPLACES[check.name], name))
                 finding = self._column_check(check, name, profile, options)
-                if finding is not None and finding.severity != "off":
+                if finding is not None:
                     found.append(finding)
         kept = [f for f in builtin if (f.check, f.column) not in replaced]
         return kept + found
@@ -411,7 +411,9 @@ class SchemaPlan:
         rows = profile.rows
         if rows == 0 or column.kind == "other":
             return None
-        level = cast(Severity, "warning" if check.raise_warning else severity("schema", options))
+        level = "warning" if check.raise_warning else options.severity("schema")
+        if level is None:
+            return None
         schema = self._label
 
         def finding(value: float, message: str) -> Finding:
@@ -493,14 +495,15 @@ class SchemaPlan:
         )
 
     # -- severities ----------------------------------------------------------------------------
-    def apply_check_severities(self, findings: list[Finding]) -> None:
-        """Row-level ``schema`` findings of checks marked ``raise_warning: true`` are warnings."""
-        warn = {
-            (n, c.name) for n, r in self._bind_any() for c in r.row_checks if c.raise_warning
-        } | {(None, c.name) for c in self.frame_checks if c.raise_warning}
-        for f in findings:
-            if f.check == "schema" and (f.column, f.schema_check) in warn:
-                f.severity = "warning"
+    def warning_checks(self) -> frozenset[tuple[str | None, str]]:
+        """``(column, check)`` of the row checks marked ``raise_warning: true``.
+
+        Their ``schema`` findings are warnings (:class:`pipeline.findings.Severities`).
+        """
+        return frozenset(
+            {(n, c.name) for n, r in self._bind_any() for c in r.row_checks if c.raise_warning}
+            | {(None, c.name) for c in self.frame_checks if c.raise_warning}
+        )
 
     def _bind_any(self) -> Iterable[tuple[str, _ColumnRules]]:
         return self._bound[1].usable() if self._bound is not None else ()
@@ -514,9 +517,11 @@ def _finding(
     options: ValidationOptions,
     message: str,
     schema_check: str | None = None,
-) -> Finding:
-    level = severity(check, options)
-    return cls(check, column, level, 1, 1.0, message, [], schema_check)  # type: ignore[arg-type]
+) -> Finding | None:
+    level = options.severity(check)
+    if level is None:
+        return None
+    return cls(check, column, level, 1, 1.0, message, [], schema_check)
 
 
 def _row_failure(check: Check, column: str | None, mask: np.ndarray, observed: Any) -> RowFailure:

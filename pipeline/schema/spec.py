@@ -24,25 +24,13 @@ from datetime import date
 from typing import Any, NoReturn
 
 from ..errors import SchemaFileError
-from ..findings import REASONS
-from ..options import OUTLIER_METHODS
+from ..findings import REASONS, SEVERITY_CHOICES
+from ..options import DATASET_SETTINGS, OUTLIER_METHODS
 from ._yaml import KeyPath
 from .registered import STATISTICAL_CHECKS
 
 #: the key under ``metadata`` that holds batchguard's dataset-level settings
 DATASET_KEY = "batchguard"
-
-#: dataset settings -> what they must be (a ValidationOptions field each)
-SETTINGS_HELP = {
-    "label": "a column name",
-    "max_bad_rows": "a fraction between 0 and 1, or null",
-    "min_class_share": "a fraction between 0 and 1",
-    "near_constant_threshold": "a fraction between 0 and 1",
-    "outlier_method": f"one of {', '.join(OUTLIER_METHODS)}",
-    "outlier_threshold": "a positive number",
-    "strict": "true or false",
-    "severities": "a mapping of check name to error, warning or off",
-}
 
 
 @dataclass(frozen=True)
@@ -518,6 +506,9 @@ def _is_number(value: Any) -> bool:
 # -- plain values ------------------------------------------------------------------------------
 _KIND_HELP = {
     "bool": "true or false",
+    "column": "a column name",
+    "fraction_or_null": "a fraction between 0 and 1, or null",
+    "severities": "a mapping of check name to error, warning or off",
     "str": "a string",
     "str_or_null": "a string",
     "scalar_or_null": "a single value",
@@ -540,6 +531,9 @@ _KIND_HELP = {
 
 _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     "bool": lambda v: isinstance(v, bool),
+    "column": lambda v: isinstance(v, str),
+    "fraction_or_null": lambda v: v is None or (_is_number(v) and 0.0 <= v <= 1.0),
+    "severities": lambda v: isinstance(v, dict),
     "str": lambda v: isinstance(v, str),
     "str_or_null": lambda v: v is None or isinstance(v, str),
     "scalar_or_null": lambda v: v is None or isinstance(v, str | int | float | bool | date),
@@ -619,28 +613,19 @@ def check_settings(block: Any, doc: Document, where: KeyPath) -> dict[str, Any]:
         return {}
     if not isinstance(block, dict):
         doc.fail(where, f"should be a mapping of settings, not {_kind_of(block)}")
-    known = ", ".join(SETTINGS_HELP)
+    known = ", ".join(DATASET_SETTINGS)
     for key, value in block.items():
         here = (*where, key)
-        if key not in SETTINGS_HELP:
+        if key not in DATASET_SETTINGS:
             doc.fail(
                 here,
                 key=True,
                 problem=f"unknown setting '{key}'"
-                + (did_you_mean(str(key), list(SETTINGS_HELP)) or f"; settings are {known}"),
+                + (did_you_mean(str(key), list(DATASET_SETTINGS)) or f"; settings are {known}"),
             )
-        ok = {
-            "label": lambda v: isinstance(v, str),
-            "max_bad_rows": lambda v: v is None or _VALIDATORS["fraction"](v),
-            "min_class_share": _VALIDATORS["fraction"],
-            "near_constant_threshold": _VALIDATORS["fraction"],
-            "outlier_method": _VALIDATORS["method"],
-            "outlier_threshold": _VALIDATORS["positive"],
-            "strict": _VALIDATORS["bool"],
-            "severities": lambda v: isinstance(v, dict),
-        }[key](value)
-        if not ok:
-            doc.fail(here, f"should be {SETTINGS_HELP[key]}, not {_kind_of(value)}")
+        kind = DATASET_SETTINGS[key]
+        if not _VALIDATORS[kind](value):
+            doc.fail(here, f"should be {_KIND_HELP[kind]}, not {_kind_of(value)}")
         if key == "severities":
             for code, level in value.items():
                 if code not in REASONS:
@@ -649,7 +634,7 @@ def check_settings(block: Any, doc: Document, where: KeyPath) -> dict[str, Any]:
                         f"unknown check '{code}'{did_you_mean(str(code), list(REASONS))}",
                         key=True,
                     )
-                if level not in ("error", "warning", "off"):
+                if level not in SEVERITY_CHOICES:
                     doc.fail(
                         (*here, code), f"should be error, warning or off, not {_kind_of(level)}"
                     )

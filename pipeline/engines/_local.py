@@ -1,0 +1,98 @@
+"""The local engine: both passes in this process, one record batch at a time (the default)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..errors import UsageError
+from ..profiling import Profile
+from ..quarantine import OutputSplitter, check_output_path
+from ..report.examples import ExampleCollector
+from ..source import Chunk
+from ._run import ChunkNotes, RowRules, RowTally, Run, batch_schema
+
+
+class LocalEngine:
+    """Both passes in this process, one record batch at a time."""
+
+    def __init__(self) -> None:
+        #: what pass 1 saw per chunk, for pass 2's column choice (None: chunks not readable alone)
+        self._notes: ChunkNotes | None = None
+
+    def check_output(self, path: str | os.PathLike[str], inputs: list[str], what: str) -> Path:
+        """Refuse a directory or an output that would overwrite the input."""
+        if os.path.isdir(path):
+            raise UsageError(
+                f"--{what} {path} is a directory; the local engine writes one file "
+                "(.parquet, .arrow or .feather), --engine ray a directory of parts"
+            )
+        return check_output_path(path, inputs, what)
+
+    def profile_pass(self, run: Run) -> tuple[Profile, ChunkNotes | None]:
+        """Stream every batch into one profile, noting per chunk what pass 2 needs."""
+        src = run.src
+        prof = Profile(src.schema, sample_size=run.opts.sample_size)
+        chunks = src.chunks()
+        notes = None
+        if chunks and all(c.row_offset is not None for c in chunks):
+            noted = [n for n, c in prof.columns.items() if c.kind in _NOTED_KINDS]
+            notes = ChunkNotes.for_chunks(chunks, noted)
+        position = 0
+        for batch in src.iter_batches():
+            summaries = prof.update(batch)
+            if notes is not None:
+                notes.add(position, batch.num_rows, summaries)
+            position += batch.num_rows
+            run.tick(batch.num_rows)
+        self._notes = notes
+        return prof, notes
+
+    def row_pass(self, run: Run, rules: RowRules, chunks: list[Chunk] | None) -> RowTally:
+        """Apply ``rules`` to ``chunks`` (all if ``None``) and write the outputs."""
+        tally = RowTally()
+        examples = ExampleCollector()
+        splitter = OutputSplitter(
+            batch_schema(run.src),
+            quarantine=run.outputs.get("quarantine"),
+            clean=run.outputs.get("clean"),
+        )
+        try:
+            for batch in self._batches(run, rules, chunks):
+                failures = rules.failures(batch)
+                tally.add(batch, failures)
+                quarantined = splitter.write(batch, failures)
+                if quarantined is not None:
+                    examples.add(quarantined)
+                run.tick(batch.num_rows)
+            splitter.close()
+        except BaseException:
+            splitter.abort()
+            raise
+        tally.examples = examples.examples()
+        return tally
+
+    def _batches(
+        self, run: Run, rules: RowRules, chunks: list[Chunk] | None
+    ) -> Iterator[pa.RecordBatch]:
+        """The batches pass 2 checks: every row, or the chunks that can fail.
+
+        With no output to write, a re-read chunk is read only in the columns that can
+        fail there (decoding is most of pass 2's cost).
+        """
+        if chunks is None:
+            yield from run.src.iter_batches()
+            return
+        suspect = None if run.outputs or self._notes is None else self._notes.suspect(rules.fences)
+        for chunk in chunks:
+            columns = None
+            if suspect is not None:
+                columns = [name for name, mask in suspect.items() if mask[chunk.index]]
+            yield from run.src.iter_batches(columns=columns, chunks=[chunk])
+
+
+#: kinds whose per-chunk NaN/inf/null and range pass 1 notes
+_NOTED_KINDS = ("numeric", "boolean", "temporal")
