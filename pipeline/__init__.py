@@ -76,6 +76,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .validation import validate
 
 # Let pandera read schema files that use batchguard's checks (see pipeline/schema/_hook.py).
-from .schema._hook import install as _install_pandera_hook  # noqa: E402
+from .schema import install_pandera_hook as _install_pandera_hook  # noqa: E402
 
 _install_pandera_hook()

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from .fences import Fences, outlier_fences
 from .findings import ROW_LEVEL, Finding, order_of
 from .options import ValidationOptions
-from .profiling import Profile, _to_numpy, _values_view
+from .profiling import Profile, to_numpy, values_view
 from .source import ROW_ID
 
 __all__ = [
@@ -271,9 +271,9 @@ def outlier_rule(fences: dict[str, Fences], kinds: dict[str, str]) -> RowRule:
                 continue
             arr = batch.column(name)
             x = (
-                _to_numpy(pc.fill_null(_values_view(arr, kinds[name]), 0))
+                to_numpy(pc.fill_null(values_view(arr, kinds[name]), 0))
                 if arr.null_count
-                else _to_numpy(_values_view(arr, kinds[name]))
+                else to_numpy(values_view(arr, kinds[name]))
             )
             # NaN compares false on both sides, so only finite values and inf can trip;
             # inf is reported as `inf`, not as an outlier.

@@ -15,7 +15,7 @@ from pipeline import guard, make_loader, validate
 from pipeline.fences import MAD_TO_SD, fences_from, outlier_fences
 from pipeline.options import ValidationOptions
 from pipeline.report import render, render_html
-from pipeline.report.common import number
+from pipeline.report._common import number
 from tests.conftest import write_parquet
 
 SCHEMA = (

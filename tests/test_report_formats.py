@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import validate
 from pipeline.report import FORMATS, render
-from pipeline.report.common import check_label, number
+from pipeline.report._common import check_label, number
 from pipeline.report.github import (
     SUMMARY_LIMIT,
     escape_data,

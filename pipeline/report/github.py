@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .common import check_label
+from ._common import check_label
 
 if TYPE_CHECKING:
     from ..findings import Finding

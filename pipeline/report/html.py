@@ -29,7 +29,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
-from .common import check_label, number, rows_affected
+from ._common import check_label, number, rows_affected
 
 if TYPE_CHECKING:
     from ..fences import Fences

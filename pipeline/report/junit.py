@@ -36,7 +36,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .common import check_label, rows_affected
+from ._common import check_label, rows_affected
 
 if TYPE_CHECKING:
     from ..findings import Finding

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .common import check_label, rows_affected
+from ._common import check_label, rows_affected
 
 if TYPE_CHECKING:
     from .model import Report

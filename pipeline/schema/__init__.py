@@ -27,18 +27,26 @@ _LAZY = {
     "SchemaPlan": "plan",
     "as_plan": "plan",
     "infer_schema": "infer",
-    "register_checks": "registered",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = sorted([*_LAZY, "install_pandera_hook"])
+
+
+def install_pandera_hook() -> None:
+    """Register batchguard's checks with pandera as soon as pandera is imported.
+
+    :mod:`pipeline` calls this on import; see :mod:`pipeline.schema._hook`.
+    """
+    from ._hook import install
+
+    install()
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pipeline.schema' has no attribute {name!r}")
-    attr = "register" if name == "register_checks" else name
-    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
@@ -47,4 +55,3 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers; the names load lazily
     from .infer import infer_schema  # noqa: F401
     from .model import Schema, load_schema  # noqa: F401
     from .plan import SchemaPlan, as_plan  # noqa: F401
-    from .registered import register as register_checks  # noqa: F401

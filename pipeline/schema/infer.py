@@ -122,7 +122,7 @@ def _dataset_block(label: str | None, settings: dict[str, Any]) -> dict[str, Any
 def _column(prof: Profile, name: str, is_label: bool) -> Any:
     import pandera.pandas as pa
 
-    from .plan import _pandas_dtype_name
+    from .plan import pandas_dtype_name
 
     c = prof.columns[name]
     st = prof.stats(name)
@@ -143,7 +143,7 @@ def _column(prof: Profile, name: str, is_label: bool) -> Any:
     if nullable:
         share = c.null / prof.rows
         checks.append(pa.Check.max_null_fraction(_round_up(min(1.0, 2 * share + 0.01), 3)))
-    return pa.Column(_pandas_dtype_name(field), checks, nullable=nullable)
+    return pa.Column(pandas_dtype_name(field), checks, nullable=nullable)
 
 
 def widen(low: float, high: float, *, integer: bool = False) -> tuple[float, float]:

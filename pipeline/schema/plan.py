@@ -239,7 +239,7 @@ class SchemaPlan:
         for f in fields:
             for rules in columns.get(f.name, []):
                 if rules.dtype is not None and not _dtype_fits(rules.dtype, f):
-                    mismatched[f.name] = (str(rules.dtype), _pandas_dtype_name(f), str(f.type))
+                    mismatched[f.name] = (str(rules.dtype), pandas_dtype_name(f), str(f.type))
         extra = [n for n in names if n not in columns]
         binding = _Binding(columns, missing, mismatched, extra)
         self._bound = (key, binding)
@@ -578,7 +578,8 @@ def _pandas_dtype(f: pa.Field) -> pd.api.extensions.ExtensionDtype | np.dtype:
     return pa.schema([f]).empty_table().to_pandas()[f.name].dtype
 
 
-def _pandas_dtype_name(f: pa.Field) -> str:
+def pandas_dtype_name(f: pa.Field) -> str:
+    """The pandas dtype name pandera gives an Arrow field (what a schema's ``dtype`` says)."""
     from pandera.engines import pandas_engine
 
     try:
