@@ -17,10 +17,7 @@ from __future__ import annotations
 
 
 class BatchguardError(Exception):
-    """Base class of every error batchguard raises on purpose."""
-
-    #: exit status the command line uses for this error
-    exit_code: int = 2
+    """Base class of every error batchguard raises on purpose (the command line exits 2)."""
 
 
 class UsageError(BatchguardError, ValueError):

@@ -421,7 +421,23 @@ def _select(batch: Any, keep: torch.Tensor, n: int) -> Any:
 
 
 class Guard:
-    """An iterable wrapper of a DataLoader that checks every batch. Build it with :func:`guard`."""
+    """An iterable wrapper of a DataLoader that checks every batch. Build it with :func:`guard`.
+
+    Iteration, ``len`` and the loader's own attributes pass through to ``loader``.
+
+    Parameters
+    ----------
+    loader : iterable
+        The wrapped loader.
+    checker : BatchChecker
+        Checks each batch as it is served.
+    loss_window : int, default 50
+        Recent losses :meth:`observe_loss` compares a new loss with.
+    loss_threshold : float, default 6.0
+        Robust standard deviations above the recent median that make a spike.
+    loss_min_history : int, default 10
+        Losses seen before a spike can be called.
+    """
 
     def __init__(
         self,
@@ -431,7 +447,6 @@ class Guard:
         loss_window: int = 50,
         loss_threshold: float = 6.0,
         loss_min_history: int = 10,
-        keep_last: int = 4,
     ):
         self.loader = loader
         self.checker = checker
@@ -439,13 +454,12 @@ class Guard:
         self.loss_threshold = loss_threshold
         self.loss_min_history = loss_min_history
         self._losses: deque[float] = deque(maxlen=loss_window)
-        #: (batch index, row ids tensor or None) of the most recent batches
-        self.last_batches: deque[tuple[int, Any]] = deque(maxlen=keep_last)
         self._last: tuple[int, torch.Tensor, Any, Any] | None = None
         self._index = 0
 
     @property
     def stats(self) -> GuardStats:
+        """Batches and rows seen, rows dropped, reasons counted, steps skipped."""
         return self.checker.stats
 
     def __iter__(self) -> Iterator[Any]:
@@ -464,13 +478,7 @@ class Guard:
             return
         x = batch if lay.features is None else lay.get(batch, lay.features)
         ids = lay.get(batch, lay.row_id)
-        self.last_batches.append((self._index, ids))
         self._last = (self._index, x, lay.get(batch, lay.label), ids)
-
-    @property
-    def last_row_ids(self) -> Any:
-        """Row ids of the batch most recently yielded (``None`` if the batch has none)."""
-        return self.last_batches[-1][1] if self.last_batches else None
 
     def observe_loss(self, loss: torch.Tensor | float) -> bool:
         """Record the loss of the last batch; returns True when the step should be skipped.
@@ -524,9 +532,11 @@ class Guard:
         return getattr(self.loader, name)
 
     def state_dict(self) -> dict[str, Any]:
+        """The wrapped loader's ``state_dict()`` (e.g. torchdata's StatefulDataLoader)."""
         return self.loader.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the wrapped loader's state."""
         self.loader.load_state_dict(state)
 
 

@@ -14,6 +14,8 @@ OUTLIER_METHODS = ("iqr", "mad", "none")
 ENGINES = ("local", "ray")
 #: rows per record batch unless told otherwise (bounds memory)
 DEFAULT_BATCH_SIZE = 65_536
+#: rows in the profile's uniform row sample (quantiles exact up to this many rows)
+DEFAULT_SAMPLE_SIZE = 100_000
 #: the options a schema's dataset block (``metadata: batchguard:``) may set, in the
 #: order schemas write them, each with the kind of value it takes (checked by
 #: :func:`pipeline.schema.spec.check_settings`)
@@ -78,7 +80,7 @@ class ValidationOptions:
     min_class_share: float = 0.05
     max_bad_rows: float | None = None
     strict: bool = False
-    sample_size: int = 100_000
+    sample_size: int = DEFAULT_SAMPLE_SIZE
     severities: dict[str, str] = field(default_factory=dict)
     not_null: tuple[str, ...] = ()
 

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .options import DEFAULT_SAMPLE_SIZE
 from .source import ROW_ID, open_source
 
 __all__ = [
@@ -506,7 +507,7 @@ class Profile:
     (1, 2.0)
     """
 
-    def __init__(self, schema: pa.Schema, *, sample_size: int = 100_000):
+    def __init__(self, schema: pa.Schema, *, sample_size: int = DEFAULT_SAMPLE_SIZE):
         self.schema = pa.schema([f for f in schema if f.name != ROW_ID])
         self.sample_size = sample_size
         self.rows = 0
@@ -664,7 +665,9 @@ def _render(value: Any, typ: pa.DataType) -> Any:
         return value
 
 
-def profile(source: Any, *, batch_size: int | None = None, sample_size: int = 100_000) -> Profile:
+def profile(
+    source: Any, *, batch_size: int | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE
+) -> Profile:
     """Profile a dataset by streaming it.
 
     Parameters

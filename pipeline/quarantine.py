@@ -209,9 +209,7 @@ class OutputSplitter:
             self.abort()
             raise
 
-    def write(
-        self, batch: pa.RecordBatch, failures: Sequence[RowFailure]
-    ) -> pa.RecordBatch | None:
+    def write(self, batch: pa.RecordBatch, failures: Sequence[RowFailure]) -> pa.RecordBatch | None:
         """Write the batch's rows to their outputs; return the quarantined ones, if written.
 
         The returned batch holds the failing rows with ``_reasons``, as the

@@ -33,6 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from .errors import SourceError
+from .options import DEFAULT_BATCH_SIZE
 
 __all__ = [
     "CSV_SUFFIXES",
@@ -47,7 +48,6 @@ __all__ = [
 ]
 
 ROW_ID = "_row_id"
-DEFAULT_BATCH_SIZE = 65_536
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 CSV_SUFFIXES = (".csv", ".tsv")

@@ -34,7 +34,7 @@ import math
 import os
 from typing import Any
 
-from ..options import ValidationOptions
+from ..options import DEFAULT_BATCH_SIZE, ValidationOptions
 from ..profiling import Profile, profile
 from ..source import Source, open_source
 from . import registered
@@ -54,7 +54,7 @@ def infer_schema(
     *,
     label: str | None = None,
     settings: dict[str, Any] | None = None,
-    batch_size: int = 65_536,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Schema:
     """Infer a schema from a dataset (one streaming pass; nothing is held whole).
 
