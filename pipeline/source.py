@@ -268,9 +268,9 @@ class Source:
         self.format = self._files[0].kind
         self.schema, self._file_schemas = self._read_schemas()
         self._casts = _view_casts(self.schema)
-        for name, typ in self._casts.items():
-            i = self.schema.get_field_index(name)
-            self.schema = self.schema.set(i, self.schema.field(i).with_type(typ))
+        if self._casts:
+            fields = [f.with_type(self._casts.get(f.name, f.type)) for f in self.schema]
+            self.schema = pa.schema(fields, metadata=self.schema.metadata)
         self._check_schema()
         self._counts = [self._count_rows(f) for f in self._files]
         self.num_rows = None if None in self._counts else sum(c for c in self._counts if c)

@@ -98,6 +98,15 @@ ERRORS = {
         _parquet(pa.Table.from_arrays([pa.array([1.0]), pa.array([2.0])], names=["a", "a"])),
         "column 'a' appears more than once",
     ),
+    "duplicate string_view column names": (
+        _parquet(
+            pa.Table.from_arrays(
+                [pa.array(["x"], pa.string_view()), pa.array(["y"], pa.string_view())],
+                names=["s", "s"],
+            )
+        ),
+        "column 's' appears more than once",
+    ),
 }
 
 
