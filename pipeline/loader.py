@@ -15,6 +15,10 @@ The steps, each streamed and memory-bounded:
    whole batches of indices (``batch_size=None``; numpy arrays when stratified),
    so the dataset gathers a batch at a time instead of row by row.
 
+Features are the columns that :func:`pipeline.profiling.is_feature_type` accepts
+(integers, floats, decimals, booleans), the same rule :class:`~pipeline.scaler.RobustScaler`
+follows; each becomes a float32 feature (booleans 0 or 1).
+
 Each batch is a :class:`Batch` named tuple ``(features, label, row_id)``:
 ``x, y, row_id = batch``; ``row_id`` holds the dataset row ids for provenance.
 """
@@ -28,17 +32,30 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
+from ._atomic import StagedFile
 from .errors import UsageError
 from .findings import Finding
+from .profiling import is_feature_type
 from .sampler import StratifiedBatchSampler
 from .source import ROW_ID, Source, open_source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .report import Report
+    from .scaler import RobustScaler
 
 log = logging.getLogger("batchguard")
 
@@ -59,14 +76,33 @@ class Batch(NamedTuple):
 
 @dataclass
 class LoaderInfo:
-    """What :func:`make_loader` decided, kept on the loader as ``loader.batchguard``."""
+    """What :func:`make_loader` decided, kept on the loader as ``loader.batchguard``.
+
+    Attributes
+    ----------
+    features : list of str
+        The feature columns, in the order of the feature tensor's columns.
+    dropped_features : dict of str to str
+        Degenerate features left out, with the check that found them.
+    label : str or None
+    classes : list or None
+        The label's classes in code order (``None`` for a regression target).
+    report : Report
+        The validation run over the source.
+    scaler : RobustScaler or None
+        The scaler fitted on the clean rows and applied to the features.
+    cache_path : str
+        The memory-mapped feature cache.
+    findings : list of Finding
+        The degenerate-feature findings of ``report``.
+    """
 
     features: list[str]
     dropped_features: dict[str, str]
     label: str | None
     classes: list[Any] | None
-    report: Any
-    scaler: Any
+    report: Report
+    scaler: RobustScaler | None
     cache_path: str
     findings: list[Finding] = field(default_factory=list)
 
@@ -82,10 +118,14 @@ class ArrowMatrixDataset(Dataset[Batch]):
     ----------
     path : str
         Arrow IPC file written by :func:`write_feature_cache`.
+    temporary_dir : tempfile.TemporaryDirectory, optional
+        The temporary directory that holds ``path``, owned by the dataset: it is
+        removed once the dataset is (worker processes get the path only).
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, temporary_dir: tempfile.TemporaryDirectory[str] | None = None):
         self.path = path
+        self._temporary_dir = temporary_dir
         self._open()
 
     def _open(self) -> None:
@@ -120,6 +160,7 @@ class ArrowMatrixDataset(Dataset[Batch]):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
+        self._temporary_dir = None  # a copy never removes the original's files
         self._open()
 
     def __len__(self) -> int:
@@ -150,7 +191,7 @@ def write_feature_cache(
     label: str | None,
     path: str,
     *,
-    scaler: Any = None,
+    scaler: RobustScaler | None = None,
     classes: list[Any] | None = None,
     max_matrix_bytes: int = 4 << 30,
     chunk_bytes: int = _CHUNK_BYTES,
@@ -161,7 +202,8 @@ def write_feature_cache(
     memory-mapped file is a single contiguous matrix; beyond it, into record
     batches of ``chunk_bytes`` (64 MiB), so building the cache never holds the
     whole dataset.
-    String labels are written as their position in ``classes``.
+    String labels are written as their position in ``classes``. The file appears
+    under ``path`` only when complete (written under a hidden temporary name first).
     """
     width = len(features)
     row_bytes = 4 * max(width, 1)
@@ -170,7 +212,9 @@ def write_feature_cache(
     capacity = max(1, n if fits and n else chunk_bytes // row_bytes)
     buffer = _CacheBuffer(capacity, width, label is not None)
     writer = None
-    tmp = f"{path}.{os.getpid()}.tmp"
+    # Not durable: the cache is rebuilt by every make_loader call, and flushing it to disk
+    # would cost as much again as writing it.
+    staged = StagedFile(path, durable=False)
     try:
         columns = [*features] + ([label] if label else [])
         for batch in src.iter_batches(columns=columns):
@@ -178,15 +222,15 @@ def write_feature_cache(
             while start < batch.num_rows:
                 start += buffer.fill(batch.slice(start), features, label, classes)
                 if buffer.full:
-                    writer = buffer.flush(writer, tmp, scaler)
+                    writer = buffer.flush(writer, str(staged.temp), scaler)
         if buffer.rows or writer is None:
-            writer = buffer.flush(writer, tmp, scaler)
+            writer = buffer.flush(writer, str(staged.temp), scaler)
         writer.close()
-        os.replace(tmp, path)
+        staged.commit()
     except BaseException:
         if writer is not None:
             writer.close()
-        Path(tmp).unlink(missing_ok=True)
+        staged.discard()
         raise
 
 
@@ -215,7 +259,7 @@ class _CacheBuffer:
         n = min(batch.num_rows, self.x.shape[0] - self.rows)
         rows = slice(self.rows, self.rows + n)
         for j, name in enumerate(features):
-            self.x[rows, j] = batch.column(name).slice(0, n).to_numpy(zero_copy_only=False)
+            self.x[rows, j] = _feature_values(batch.column(name).slice(0, n))
         self.ids[rows] = batch.column(ROW_ID).slice(0, n).to_numpy(zero_copy_only=False)
         if label is not None:
             y = _label_values(batch.column(label).slice(0, n), classes)
@@ -225,7 +269,7 @@ class _CacheBuffer:
         self.rows += n
         return n
 
-    def flush(self, writer: Any, tmp: str, scaler: Any) -> Any:
+    def flush(self, writer: Any, tmp: str, scaler: RobustScaler | None) -> Any:
         """Write the filled rows as one record batch (opening the file first if needed)."""
         x = self.x[: self.rows]
         if scaler is not None:
@@ -249,6 +293,19 @@ class _CacheBuffer:
         return writer
 
 
+def _feature_values(values: pa.Array) -> np.ndarray:
+    """A feature column as numpy, ready to be stored as float32 (booleans as 0 and 1).
+
+    Integers, floats and booleans convert as numpy does; decimals go through float64
+    (numpy would get Python ``Decimal`` objects) and dictionaries are decoded first.
+    """
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if pa.types.is_decimal(values.type):
+        values = values.cast(pa.float64(), safe=False)
+    return values.to_numpy(zero_copy_only=False)
+
+
 def _label_values(y: pa.Array, classes: list[Any] | None) -> np.ndarray:
     """Labels as numpy: class codes for strings, float32 for regression targets."""
     if pa.types.is_floating(y.type):
@@ -269,7 +326,7 @@ def _select_features(src: Source, features: Sequence[str] | None, label: str | N
                 f"{src.path}: no feature column {missing[0]!r}; columns are "
                 f"{', '.join(src.columns)}"
             )
-        bad = [f for f in features if not _numeric(src.schema.field(f).type)]
+        bad = [f for f in features if not is_feature_type(src.schema.field(f).type)]
         if bad:
             typ = src.schema.field(bad[0]).type
             raise UsageError(
@@ -277,11 +334,7 @@ def _select_features(src: Source, features: Sequence[str] | None, label: str | N
                 "not numeric; encode it first or leave it out of features"
             )
         return list(features)
-    return [f.name for f in src.schema if f.name not in (label, ROW_ID) and _numeric(f.type)]
-
-
-def _numeric(typ: pa.DataType) -> bool:
-    return pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)
+    return [f.name for f in src.schema if f.name not in (label, ROW_ID) and is_feature_type(f.type)]
 
 
 def make_loader(
@@ -291,7 +344,7 @@ def make_loader(
     label: str | None = None,
     batch_size: int = 256,
     schema: Any = None,
-    scaler: Any = "robust",
+    scaler: str | RobustScaler | None = "robust",
     stratify: bool = True,
     drop_degenerate: bool = True,
     shuffle: bool = True,
@@ -313,7 +366,8 @@ def make_loader(
     source : str, os.PathLike or Source
         The dataset (parquet, CSV, Arrow IPC, or a directory of parquet files).
     features : sequence of str, optional
-        Feature columns; default: every numeric column but the label.
+        Feature columns; default: every numeric or boolean column but the label
+        (:func:`pipeline.profiling.is_feature_type`).
     label : str, optional
         Label column. Integer or string labels are classes (strings are coded
         ``0..k-1`` in sorted order, see ``loader.batchguard.classes``); float
@@ -326,8 +380,10 @@ def make_loader(
         configured :class:`~pipeline.scaler.RobustScaler` (e.g. with ``clip``).
     stratify : bool, default True
         With a label: every batch holds the classes in dataset proportions
-        (``loader.sampler`` is a :class:`~pipeline.sampler.StratifiedBatchSampler`
-        whose batches come as int64 numpy arrays rather than lists).
+        (``loader.sampler`` serves the batches of a
+        :class:`~pipeline.sampler.StratifiedBatchSampler`, ``loader.sampler.stratified``,
+        as int64 numpy arrays rather than lists, and passes on its ``set_epoch``,
+        ``state_dict``, ``load_state_dict`` and attributes).
     drop_degenerate : bool, default True
         Leave out constant, near-constant and zero-IQR features.
     shuffle, drop_last, seed : optional
@@ -406,8 +462,7 @@ def make_loader(
     classes = _label_classes(report, label, clean)
     feature_path = str(cache / "features.arrow")
     write_feature_cache(clean, chosen, label, feature_path, scaler=fitted, classes=classes)
-    dataset = ArrowMatrixDataset(feature_path)
-    dataset._tmpdir = tmpdir  # type: ignore[attr-defined]  # removed with the dataset
+    dataset = ArrowMatrixDataset(feature_path, temporary_dir=tmpdir)
 
     sampler = _batch_sampler(
         dataset,
@@ -452,19 +507,51 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
-class _ArrayBatchSampler(StratifiedBatchSampler):
-    """The :class:`StratifiedBatchSampler` of a :func:`make_loader` loader.
+class _ArrayBatches(Sampler[np.ndarray]):
+    """The sampler of a stratified :func:`make_loader` loader (``loader.sampler``).
 
-    The same batches, in the same order, each as an int64 numpy array instead of a list of
-    ints: the dataset gathers with the array as it is, which saves building and converting
-    a Python list of ``batch_size`` ints per batch (~10 µs of ~40 µs at batch size 256).
+    Iterates :meth:`StratifiedBatchSampler.iter_arrays`: the same batches, in the same
+    order, each as an int64 numpy array instead of a list of ints, so the dataset gathers
+    with the array as it is, which saves building and converting a Python list of
+    ``batch_size`` ints per batch (~10 µs of ~40 µs at batch size 256). Everything else
+    (``set_epoch``, ``state_dict``, ``load_state_dict``, ``classes``, ...) is the
+    stratified sampler's, which :attr:`stratified` holds.
     """
 
-    def __iter__(self) -> Iterator[np.ndarray]:  # type: ignore[override]
-        return self._iter_arrays()
+    def __init__(self, stratified: StratifiedBatchSampler) -> None:
+        self.stratified = stratified
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.stratified.iter_arrays()
+
+    def __len__(self) -> int:
+        return len(self.stratified)
+
+    # Spelled out (not left to __getattr__): checkpointing loaders such as torchdata's
+    # StatefulDataLoader look these up on the sampler's type.
+    def set_epoch(self, epoch: int) -> None:
+        """:meth:`StratifiedBatchSampler.set_epoch`."""
+        self.stratified.set_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`StratifiedBatchSampler.state_dict`."""
+        return self.stratified.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """:meth:`StratifiedBatchSampler.load_state_dict`."""
+        self.stratified.load_state_dict(state)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names the adapter lacks. Private names are not passed on, which also keeps
+        # a half-built copy (while unpickling, before `stratified` is set) from recursing.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.stratified, name)
 
 
-def _fit_scaler(scaler: Any, clean: Source, features: list[str]) -> Any:
+def _fit_scaler(
+    scaler: str | RobustScaler | None, clean: Source, features: list[str]
+) -> RobustScaler | None:
     if scaler is None:
         return None
     from .scaler import RobustScaler
@@ -476,7 +563,7 @@ def _fit_scaler(scaler: Any, clean: Source, features: list[str]) -> Any:
     return scaler.fit(clean, columns=features)
 
 
-def _label_classes(report: Any, label: str | None, clean: Source) -> list[Any] | None:
+def _label_classes(report: Report, label: str | None, clean: Source) -> list[Any] | None:
     """The sorted classes of a categorical label; ``None`` for a regression target."""
     if label is None or pa.types.is_floating(clean.schema.field(label).type):
         return None
@@ -504,14 +591,16 @@ def _batch_sampler(
 ) -> Any:
     if label is not None and stratify:
         assert dataset.labels is not None
-        return _ArrayBatchSampler(
-            dataset.labels,
-            batch_size,
-            drop_last=drop_last,
-            seed=seed,
-            num_replicas=num_replicas,
-            rank=rank,
-            bins=None if categorical else (bins or 10),
+        return _ArrayBatches(
+            StratifiedBatchSampler(
+                dataset.labels,
+                batch_size,
+                drop_last=drop_last,
+                seed=seed,
+                num_replicas=num_replicas,
+                rank=rank,
+                bins=None if categorical else (bins or 10),
+            )
         )
     if num_replicas is not None and num_replicas > 1:
         from torch.utils.data.distributed import DistributedSampler

@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from .errors import UsageError
+
 # Golden ratio conjugate: the rotation with the most even spacing (all partial quotients 1).
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 _STATE_KEYS = (
@@ -52,7 +54,7 @@ _STATE_KEYS = (
 
 def _positive_int(name: str, value: Any) -> int:
     if not isinstance(value, Integral) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} should be a positive integer value, but got {name}={value!r}")
+        raise UsageError(f"{name} should be a positive integer value, but got {name}={value!r}")
     return int(value)
 
 
@@ -68,7 +70,7 @@ def _as_label_array(labels: Any) -> np.ndarray:
         labels = labels.detach().cpu().numpy()
     arr = np.asarray(labels)
     if arr.ndim != 1:
-        raise ValueError(
+        raise UsageError(
             f"labels should be a 1-D array with one label per row, but got shape {arr.shape}"
         )
     return arr
@@ -77,7 +79,7 @@ def _as_label_array(labels: Any) -> np.ndarray:
 def _check_no_nan(labels: np.ndarray) -> None:
     if labels.dtype.kind == "f" and np.isnan(labels).any():
         first = int(np.flatnonzero(np.isnan(labels))[0])
-        raise ValueError(
+        raise UsageError(
             f"labels contain NaN (first at row {first}); quarantine those rows with `validate` "
             "first, or give them a label"
         )
@@ -106,7 +108,7 @@ def _encode(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _bin_codes(labels: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stratify continuous labels by ``bins`` quantile bins (empty bins dropped)."""
     if labels.dtype.kind not in "iuf":
-        raise ValueError(
+        raise UsageError(
             f"labels should be numeric when bins is given, but got dtype {labels.dtype}"
         )
     _check_no_nan(labels)
@@ -173,7 +175,8 @@ class StratifiedBatchSampler(Sampler[list[int]]):
     For every batch and class, ``|rows of the class - len(batch) * p_c| < 1``, where
     ``p_c`` is the class's share of all rows; every row comes exactly once per epoch
     (but see ``drop_last`` and ``num_replicas``); the order is a function of
-    ``(seed, epoch)`` only. Use it as ``DataLoader(dataset, batch_sampler=sampler)``.
+    ``(seed, epoch)`` only. Use it as ``DataLoader(dataset, batch_sampler=sampler)``,
+    or take the batches as int64 numpy arrays from :meth:`iter_arrays`.
 
     Parameters
     ----------
@@ -204,6 +207,12 @@ class StratifiedBatchSampler(Sampler[list[int]]):
         Rows per class.
     epoch : int
         Set with :meth:`set_epoch`.
+
+    Raises
+    ------
+    UsageError
+        A parameter out of range, labels that are not one per row, NaN labels, or
+        non-numeric labels with ``bins`` (it is also a ``ValueError``).
 
     Notes
     -----
@@ -259,12 +268,12 @@ class StratifiedBatchSampler(Sampler[list[int]]):
         super().__init__()
         self.batch_size = _positive_int("batch_size", batch_size)
         if not isinstance(drop_last, (bool, np.bool_)):
-            raise ValueError(
+            raise UsageError(
                 f"drop_last should be a boolean value, but got drop_last={drop_last!r}"
             )
         self.drop_last = bool(drop_last)
         if not isinstance(seed, Integral) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed should be a non-negative integer, but got seed={seed!r}")
+            raise UsageError(f"seed should be a non-negative integer, but got seed={seed!r}")
         self.seed = int(seed)
         self.num_replicas, self.rank = _replicas(num_replicas, rank)
 
@@ -330,15 +339,30 @@ class StratifiedBatchSampler(Sampler[list[int]]):
 
     # -- iteration -------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[list[int]]:
-        return (batch.tolist() for batch in self._iter_arrays())
+        return (batch.tolist() for batch in self.iter_arrays())
 
-    def _iter_arrays(self) -> Iterator[np.ndarray]:
-        """``iter(self)`` with each batch as a new int64 array instead of a list of ints.
+    def iter_arrays(self) -> Iterator[np.ndarray]:
+        """Iterate the epoch's batches as int64 numpy arrays instead of lists of ints.
 
-        For :func:`pipeline.make_loader`, whose dataset gathers with the array directly.
+        The same batches in the same order as ``iter(self)``, with the same effect on
+        the sampler's state (the epoch starts and :meth:`state_dict` counts the batches
+        handed out in the same way). A dataset that gathers a batch with one array index
+        takes them as they are, which saves building and converting a Python list of
+        ``batch_size`` ints per batch (:func:`pipeline.make_loader` does this).
+
+        Returns
+        -------
+        iterator of numpy.ndarray
+            Each a new 1-D int64 array of row indices.
+
+        Examples
+        --------
+        >>> sampler = StratifiedBatchSampler([0, 0, 1, 1], batch_size=2)
+        >>> [b.dtype.name for b in sampler.iter_arrays()]
+        ['int64', 'int64']
         """
-        # Not a generator itself: the epoch starts (and state_dict() resets) at iter(), not at
-        # the first next().
+        # Not a generator itself: the epoch starts (and state_dict() resets) at the call, not
+        # at the first next().
         start, self._resume_at = self._resume_at, 0
         self._yielded = start
         return self._batches(self.epoch_order(), start)
@@ -357,7 +381,7 @@ class StratifiedBatchSampler(Sampler[list[int]]):
         saved epoch (the usual ``set_epoch`` call at the top of a training loop).
         """
         if not isinstance(epoch, Integral) or isinstance(epoch, bool) or epoch < 0:
-            raise ValueError(f"epoch should be a non-negative integer, but got epoch={epoch!r}")
+            raise UsageError(f"epoch should be a non-negative integer, but got epoch={epoch!r}")
         if epoch != self.epoch:
             self._resume_at = 0
             self._yielded = 0
@@ -394,22 +418,22 @@ class StratifiedBatchSampler(Sampler[list[int]]):
 
         Raises
         ------
-        ValueError
+        UsageError
             When a key is missing or the layout (rows, batch size, drop_last,
             replicas, rank) differs from this sampler's.
         """
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
-            raise ValueError(f"sampler state lacks {missing}; pass a dict from state_dict()")
+            raise UsageError(f"sampler state lacks {missing}; pass a dict from state_dict()")
         for key in ("num_rows", "batch_size", "drop_last", "num_replicas", "rank"):
             if state[key] != getattr(self, key):
-                raise ValueError(
+                raise UsageError(
                     f"sampler state was saved with {key}={state[key]!r} but this sampler has "
                     f"{key}={getattr(self, key)!r}; resume with the same labels and settings"
                 )
         done = int(state["batches_yielded"])
         if not 0 <= done <= len(self):
-            raise ValueError(
+            raise UsageError(
                 f"sampler state has batches_yielded={done}, outside [0, {len(self)}] "
                 "for this layout; resume with the same labels and settings"
             )
@@ -428,7 +452,7 @@ def _replicas(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
         rank = dist.get_rank() if initialised else 0
     num_replicas = _positive_int("num_replicas", num_replicas)
     if not isinstance(rank, Integral) or isinstance(rank, bool) or not 0 <= rank < num_replicas:
-        raise ValueError(
+        raise UsageError(
             f"Invalid rank {rank!r}, rank should be in the interval [0, {num_replicas - 1}]"
         )
     return num_replicas, int(rank)

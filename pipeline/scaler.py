@@ -37,6 +37,7 @@ from ._atomic import write_text
 from ._quantiles import ChunkReader, close_iterator, exact_quantiles, inf_error
 from .errors import UsageError
 from .findings import Finding
+from .profiling import is_feature_type
 from .source import Source, open_source
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,17 +53,13 @@ _MIN_CHUNK_ROWS = 1 << 16
 # --------------------------------------------------------------------------------------------
 # Reading a source column by column, float32 kept as float32
 # --------------------------------------------------------------------------------------------
-def _is_numeric(typ: pa.DataType) -> bool:
-    return bool(pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ))
-
-
 def _source_columns(src: Source, columns: Sequence[str] | None) -> list[str]:
     if columns is None:
-        chosen = [c for c in src.columns if _is_numeric(src.schema.field(c).type)]
+        chosen = [c for c in src.columns if is_feature_type(src.schema.field(c).type)]
         if not chosen:
             raise UsageError(
                 f"{src.path}: no numeric columns to scale (columns are {src.columns}); "
-                "RobustScaler scales integer and floating-point columns"
+                "RobustScaler scales integer, floating-point, decimal and boolean columns"
             )
         return chosen
     if isinstance(columns, str):
@@ -72,10 +69,11 @@ def _source_columns(src: Source, columns: Sequence[str] | None) -> list[str]:
         if name not in src.columns:
             raise UsageError(f"{src.path}: no column named {name!r}; columns are {src.columns}")
         typ = src.schema.field(name).type
-        if not _is_numeric(typ):
+        if not is_feature_type(typ):
             raise UsageError(
                 f"{src.path}: column {name!r} is {typ}, not numeric; "
-                "RobustScaler scales integer and floating-point columns: leave it out of columns"
+                "RobustScaler scales integer, floating-point, decimal and boolean columns: "
+                "leave it out of columns"
             )
     if not chosen:
         raise UsageError("columns should name at least one column, but got columns=[]")
@@ -85,8 +83,9 @@ def _source_columns(src: Source, columns: Sequence[str] | None) -> list[str]:
 def _as_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """float32 and float64 columns without a copy where possible; others as float64.
 
-    Nulls become NaN. float16 widens to float32; integers and decimals become float64
-    (``safe=False``: int64 beyond 2**53 rounds, as numpy's ``astype(float)`` does).
+    Nulls become NaN. float16 widens to float32; integers, decimals, booleans (0/1) and
+    dictionary-encoded columns become float64 (``safe=False``: int64 beyond 2**53 and
+    decimals with more digits round, as numpy's ``astype(float)`` does).
     """
     typ = array.type
     if pa.types.is_float16(typ):
@@ -265,12 +264,13 @@ class RobustScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             whole, and gives exact results (those of the data as float64) in bounded
             memory (see :func:`pipeline._quantiles.exact_quantiles`: usually one pass;
             at most 4M collected values plus a 65,536-value sample per column); float32
-            columns are compared as float32, other numeric columns read as float64; nulls
-            count as NaN.
+            columns are compared as float32, other numeric columns (integers, decimals,
+            booleans as 0/1) read as float64; nulls count as NaN.
         y : None
             Ignored.
         columns : list of str, optional
-            For a source: the columns to scale; default all numeric columns.
+            For a source: the columns to scale; default all numeric and boolean columns
+            (:func:`pipeline.profiling.is_feature_type`, the rule ``make_loader`` follows).
 
         Returns
         -------

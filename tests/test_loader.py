@@ -175,3 +175,84 @@ def test_nulls_in_features_and_label_are_quarantined(tmp_path):
     assert sorted(ids) == [0, 4, 5]
     checks = {(f.check, f.column) for f in loader.batchguard.report.findings}
     assert {("null", "a"), ("null", "b"), ("null", "y")} <= checks
+
+
+# -- one rule for feature columns; the dataset's temporary directory; the sampler --------------
+def _mixed_types(path):
+    """int, float, bool and decimal128 columns (features), a string label and a string column."""
+    import decimal
+
+    rng = np.random.default_rng(7)
+    n = 600
+    cents = rng.integers(-50_000, 50_000, n)
+    table = pa.table(
+        {
+            "i": pa.array(rng.integers(0, 100, n), pa.int32()),
+            "f": rng.normal(size=n),
+            "b": rng.random(n) < 0.5,
+            "d": pa.array([decimal.Decimal(int(c)).scaleb(-2) for c in cents], pa.decimal128(9, 2)),
+            "y": rng.choice(["no", "yes"], n),
+            "note": rng.choice(["a", "b"], n),
+        }
+    )
+    pq.write_table(table, path)
+    return table
+
+
+def test_bool_and_decimal_columns_are_features_for_loader_and_scaler(tmp_path):
+    from pipeline import guard
+    from pipeline.scaler import RobustScaler
+
+    path = tmp_path / "mixed.parquet"
+    table = _mixed_types(path)
+    loader = make_loader(path, label="y", batch_size=64, cache_dir=tmp_path / "c")
+    scaler = RobustScaler().fit(path)
+    assert loader.batchguard.features == list(scaler.feature_names_in_) == ["i", "f", "b", "d"]
+    # Decimals as float64 (the cast both use), booleans as 0 and 1.
+    raw = np.column_stack(
+        [table.column(c).cast(pa.float64()).to_numpy() for c in ("i", "f", "b", "d")]
+    )
+    np.testing.assert_array_equal(scaler.center_, np.median(raw, axis=0))
+    q25, q75 = np.percentile(raw, [25, 75], axis=0)
+    np.testing.assert_array_equal(scaler.scale_, q75 - q25)
+    fitted = loader.batchguard.scaler
+    np.testing.assert_array_equal(fitted.center_, scaler.center_)
+    np.testing.assert_array_equal(fitted.scale_, scaler.scale_)
+    batches = list(guard(loader))
+    ids = torch.cat([b.row_id for b in batches]).numpy()
+    x = torch.cat([b.features for b in batches]).numpy()
+    assert sorted(ids.tolist()) == list(range(table.num_rows))  # nothing set aside
+    expected = ((raw[ids] - scaler.center_) / scaler.scale_).astype(np.float32)
+    np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-6)
+    assert set(np.unique(raw[ids, 2])) == {0.0, 1.0}  # booleans as 0 and 1 before scaling
+
+
+def test_the_dataset_owns_its_temporary_directory(tmp_path):
+    import gc
+    import pickle
+    from pathlib import Path
+
+    loader = make_loader(SAMPLE_DATA / "clean.parquet", label="segment", batch_size=512)
+    folder = Path(loader.batchguard.cache_path).parent
+    copy = pickle.loads(pickle.dumps(loader.dataset))  # what a worker process gets
+    del copy
+    gc.collect()
+    assert folder.is_dir()  # a copy never removes the files
+    del loader
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_the_loaders_sampler_serves_the_stratified_batches_as_arrays(credit_loader):
+    from pipeline.sampler import StratifiedBatchSampler
+
+    sampler = credit_loader.sampler
+    assert isinstance(sampler.stratified, StratifiedBatchSampler)
+    sampler.set_epoch(3)
+    arrays = list(sampler)
+    assert all(isinstance(b, np.ndarray) and b.dtype == np.int64 for b in arrays)
+    assert [b.tolist() for b in arrays] == list(sampler.stratified)
+    assert len(sampler) == len(arrays) == len(credit_loader)
+    assert sampler.state_dict() == sampler.stratified.state_dict()
+    assert sampler.epoch == 3 and list(sampler.classes) == [0, 1]  # attributes pass through
+    sampler.set_epoch(0)

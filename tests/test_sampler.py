@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, TensorDataset
 
+from pipeline.errors import UsageError
 from pipeline.sampler import StratifiedBatchSampler
 
 
@@ -309,3 +310,34 @@ def test_load_state_dict_rejects_another_layout() -> None:
         StratifiedBatchSampler(np.arange(40) % 4, 5).load_state_dict(state)
     with pytest.raises(ValueError, match="lacks"):
         StratifiedBatchSampler(np.arange(40) % 4, 4).load_state_dict({"epoch": 0})
+
+
+def test_parameter_errors_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="batch_size should be a positive integer"):
+        StratifiedBatchSampler([0, 1], 0)
+    sampler = StratifiedBatchSampler([0, 1, 0, 1], 2)
+    with pytest.raises(UsageError, match="epoch should be a non-negative integer"):
+        sampler.set_epoch(-1)
+    with pytest.raises(UsageError, match="lacks"):
+        sampler.load_state_dict({})
+
+
+def test_iter_arrays_gives_the_batches_of_iter_as_int64_arrays() -> None:
+    labels = np.arange(103) % 3
+    lists, arrays = (StratifiedBatchSampler(labels, 10, seed=5) for _ in range(2))
+    for epoch in (0, 1):
+        lists.set_epoch(epoch)
+        arrays.set_epoch(epoch)
+        got = list(arrays.iter_arrays())
+        assert all(b.dtype == np.int64 and b.ndim == 1 for b in got)
+        assert [b.tolist() for b in got] == list(lists)
+    # The same state as iter(): the epoch starts at the call, and batches are counted.
+    it = arrays.iter_arrays()
+    assert arrays.state_dict()["batches_yielded"] == 0
+    first = [next(it) for _ in range(4)]
+    state = arrays.state_dict()
+    assert state == {**lists.state_dict(), "batches_yielded": 4}
+    resumed = StratifiedBatchSampler(labels, 10)
+    resumed.load_state_dict(state)
+    rest = list(resumed.iter_arrays())
+    assert [b.tolist() for b in first + rest] == list(lists)

@@ -278,6 +278,32 @@ def test_source_fit_streams(parquet_path: str, monkeypatch: pytest.MonkeyPatch) 
     assert max(seen) <= 100 and sum(seen) == 1500
 
 
+def test_decimal_bool_and_dictionary_columns_are_scaled_as_float64(tmp_path: Path) -> None:
+    import decimal
+
+    rng = np.random.default_rng(8)
+    n = 999
+    cents = rng.integers(-10_000, 10_000, n)
+    table = pa.table(
+        {
+            "d": pa.array([decimal.Decimal(int(c)).scaleb(-2) for c in cents], pa.decimal128(7, 2)),
+            "b": pa.array(rng.random(n) < 0.3, mask=rng.random(n) < 0.1),  # nulls count as NaN
+            "k": pa.array(rng.integers(0, 9, n)).dictionary_encode(),
+            "s": pa.array(rng.choice(["x", "y"], n)),  # not a feature
+        }
+    )
+    path = str(tmp_path / "types.parquet")
+    pq.write_table(table, path)
+    ours = RobustScaler(quantile_range=(10.0, 90.0)).fit(path)
+    assert list(ours.feature_names_in_) == ["d", "b", "k"]
+    X = np.column_stack(
+        [table.column(c).cast(pa.float64()).to_numpy(zero_copy_only=False) for c in "dbk"]
+    )
+    np.testing.assert_array_equal(ours.center_, np.nanmedian(X, axis=0))
+    q = np.nanpercentile(X, [10.0, 90.0], axis=0)
+    np.testing.assert_array_equal(ours.scale_, q[1] - q[0])
+
+
 def test_source_errors(tmp_path: Path, parquet_path: str) -> None:
     path = str(tmp_path / "inf.parquet")
     pq.write_table(pa.table({"ok": [1.0, 2.0, 3.0], "bad": [1.0, -np.inf, 2.0]}), path)
