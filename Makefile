@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (see README "Quick start"):
 #   make demo   set up .venv and run `validate` on the shipped sample data
 #   make test   set up .venv and run the test suite
+# (make test-fast: the quick subset, see README "Contributing")
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -10,7 +11,7 @@ PIP_FLAGS ?= -q
 # Ray engine's tests then skip.
 EXTRAS ?= test,ray
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -44,6 +45,10 @@ demo: | out
 test: install
 	bash scripts/ensure-chromium.sh
 	$(PY) -m pytest -q
+
+# The quick subset to run while working: no slow cases, no Ray, no browser.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not ray and not browser"
 
 lint: install
 	$(VENV)/bin/ruff check pipeline tests sample_data benchmarks

@@ -58,6 +58,7 @@ def test_clean_batches_pass_through_unchanged(form):
     assert g.batch_size == 64  # attributes pass through
 
 
+@pytest.mark.slow  # worker processes start torch (seconds each)
 def test_workers_and_sampler_epoch_pass_through():
     from torch.utils.data.distributed import DistributedSampler
 
@@ -163,6 +164,7 @@ def test_loss_spike_quarantines_the_batch(tmp_path):
     assert {r[0]["check"] for r in table.column("_reasons").to_pylist()} == {"loss_spike"}
 
 
+@pytest.mark.slow  # worker processes start torch (seconds each)
 def test_collate_form_runs_in_workers(tmp_path):
     x, y, ids = _dirty()
     ds = TensorDataset(x, y, ids)

@@ -93,6 +93,7 @@ def expected_reasons(table: pa.Table, report) -> dict[int, set[tuple[str, str]]]
     return out
 
 
+@pytest.mark.slow  # 60 examples, each writing both outputs
 @settings(
     max_examples=60,
     deadline=None,

@@ -50,6 +50,7 @@ def test_hooks_are_well_formed(hooks):
     assert hooks["batchguard-validate-dataset"]["pass_filenames"] is False
 
 
+@pytest.mark.slow  # six command-line runs in subprocesses
 @pytest.mark.skipif(sys.platform == "win32", reason="the per-file hook runs through bash")
 def test_per_file_hook_validates_each_file_and_keeps_the_worst_status(hooks):
     hook = hooks["batchguard-validate"]

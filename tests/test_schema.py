@@ -152,6 +152,7 @@ def test_validate_accepts_a_schema_built_in_code(tmp_path, table_with_faults):
 
 
 # -- row-level checks --------------------------------------------------------------------------
+@pytest.mark.slow  # two command-line runs in subprocesses
 def test_row_failures_in_json_identical_across_batch_sizes(tmp_path, table_with_faults):
     data = write_parquet(tmp_path / "t.parquet", table_with_faults, row_group_size=700)
     schema = write_schema(tmp_path, SCHEMA_WITH_ROW_CHECKS)

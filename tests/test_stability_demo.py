@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
+
+# It trains three models: the largest case of the suite.
+pytestmark = pytest.mark.slow
 
 sys.path.insert(0, str(ROOT / "examples"))
 
