@@ -131,7 +131,8 @@ def _prepare(
             label_from = f"{plan.name or 'the schema'}: label"
         options = {**plan.options, **options}
     opts = ValidationOptions.from_kwargs(**options)
-    src = open_source(source, batch_size=opts.batch_size)
+    # A Source keeps its own batch size unless one was asked for.
+    src = open_source(source, batch_size=options.get("batch_size"))
     if opts.label is not None and opts.label not in src.columns:
         raise UsageError(
             f"{label_from} {opts.label!r}: {src.path} has no such column; columns are "
@@ -267,4 +268,4 @@ def _notes(prof: Profile) -> list[str]:
     skipped = [name for name, c in prof.columns.items() if c.kind == "other"]
     if not skipped:
         return []
-    return [f"columns of nested or binary type are only counted, not checked: {', '.join(skipped)}"]
+    return [f"columns of nested, binary, interval or null type are only counted, not checked: {', '.join(skipped)}"]

@@ -34,7 +34,7 @@ import math
 import os
 from typing import Any
 
-from ..options import DEFAULT_BATCH_SIZE, ValidationOptions
+from ..options import ValidationOptions
 from ..profiling import Profile, profile
 from ..source import Source, open_source
 from . import registered
@@ -54,7 +54,7 @@ def infer_schema(
     *,
     label: str | None = None,
     settings: dict[str, Any] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> Schema:
     """Infer a schema from a dataset (one streaming pass; nothing is held whole).
 
@@ -68,7 +68,8 @@ def infer_schema(
     settings : dict, optional
         Further dataset settings to record (e.g. ``{"max_bad_rows": 0.01}``);
         the defaults of the outlier and class-share settings are written too.
-    batch_size : int, default 65536
+    batch_size : int, optional
+        Rows per record batch (default: a path at the default size, a Source at its own).
 
     Returns
     -------
