@@ -25,6 +25,7 @@ Each batch is a :class:`Batch` named tuple ``(features, label, row_id)``:
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import tempfile
@@ -540,6 +541,10 @@ class _ArrayBatches(Sampler[np.ndarray]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """:meth:`StratifiedBatchSampler.load_state_dict`."""
         self.stratified.load_state_dict(state)
+
+    def __copy__(self) -> _ArrayBatches:
+        # A copy iterates on its own, as a copy of the stratified sampler itself would.
+        return _ArrayBatches(copy.copy(self.stratified))
 
     def __getattr__(self, name: str) -> Any:
         # Only for names the adapter lacks. Private names are not passed on, which also keeps

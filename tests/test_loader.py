@@ -58,7 +58,6 @@ def test_epochs_reshuffle_and_workers_agree(credit_loader):
     assert torch.equal(first, again)
 
 
-@pytest.mark.slow  # worker processes start torch (seconds each)
 def test_num_workers(tmp_path):
     loader = make_loader(
         SAMPLE_DATA / "clean.parquet",
@@ -245,6 +244,8 @@ def test_the_dataset_owns_its_temporary_directory(tmp_path):
 
 
 def test_the_loaders_sampler_serves_the_stratified_batches_as_arrays(credit_loader):
+    import copy
+
     from pipeline.sampler import StratifiedBatchSampler
 
     sampler = credit_loader.sampler
@@ -256,4 +257,8 @@ def test_the_loaders_sampler_serves_the_stratified_batches_as_arrays(credit_load
     assert len(sampler) == len(arrays) == len(credit_loader)
     assert sampler.state_dict() == sampler.stratified.state_dict()
     assert sampler.epoch == 3 and list(sampler.classes) == [0, 1]  # attributes pass through
+    twin = copy.copy(sampler)  # iterates on its own, as a copied sampler did
+    assert twin.stratified is not sampler.stratified
+    assert [b.tolist() for b in twin] == [b.tolist() for b in arrays]
     sampler.set_epoch(0)
+    assert twin.epoch == 3
