@@ -528,8 +528,9 @@ class _ArrayBatches(Sampler[np.ndarray]):
     def __len__(self) -> int:
         return len(self.stratified)
 
-    # Spelled out (not left to __getattr__): checkpointing loaders such as torchdata's
-    # StatefulDataLoader look these up on the sampler's type.
+    # Spelled out, not left to __getattr__: checkpointing code tests for them with
+    # isinstance against a runtime protocol (torchdata's Stateful), which looks attributes
+    # up statically from Python 3.12 on.
     def set_epoch(self, epoch: int) -> None:
         """:meth:`StratifiedBatchSampler.set_epoch`."""
         self.stratified.set_epoch(epoch)
