@@ -58,6 +58,7 @@ def test_epochs_reshuffle_and_workers_agree(credit_loader):
     assert torch.equal(first, again)
 
 
+@pytest.mark.slow  # worker processes start torch (seconds each)
 def test_num_workers(tmp_path):
     loader = make_loader(
         SAMPLE_DATA / "clean.parquet",
