@@ -50,6 +50,7 @@ __all__ = [
     "Profile",
     "RowSample",
     "column_kind",
+    "is_feature_type",
     "profile",
     "to_numpy",
     "values_view",

@@ -66,6 +66,7 @@ import ray.data
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
+from .._atomic import publish_dir, staging_dir
 from ..errors import BatchguardError, SourceError, UsageError
 from ..profiling import STAT_KINDS, BatchSummary, Profile
 from ..quarantine import OutputSplitter
@@ -186,7 +187,7 @@ class RayEngine:
         if chunks is None:
             chunks = _readable_chunks(src)
         targets = {name: Path(path) for name, path in run.outputs.items()}
-        staging = {name: _staging_dir(path) for name, path in targets.items()}
+        staging = {name: staging_dir(path) for name, path in targets.items()}
         parts: list[dict[str, Any]] = []
         try:
             for folder in staging.values():
@@ -476,10 +477,6 @@ def _is_output_dir(path: Path) -> bool:
     return path.is_dir() and all(p.match(PART_GLOB) for p in path.iterdir())
 
 
-def _staging_dir(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
-
-
 def _publish(staging: Path, target: Path, schema: pa.Schema, *, quarantine: bool) -> None:
     """Move a finished staging directory to ``target``, replacing an earlier output."""
     for stray in staging.glob(".*"):  # temporary files of tasks that failed and were retried
@@ -491,10 +488,4 @@ def _publish(staging: Path, target: Path, schema: pa.Schema, *, quarantine: bool
             schema, quarantine=empty if quarantine else None, clean=None if quarantine else empty
         )
         splitter.close()
-    if target.exists():
-        old = target.with_name(f".{target.name}.{os.getpid()}.old")
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, target)
+    publish_dir(staging, target)

@@ -500,10 +500,11 @@ class SchemaPlan:
 
         Their ``schema`` findings are warnings (:class:`pipeline.findings.Severities`).
         """
-        return frozenset(
-            {(n, c.name) for n, r in self._bind_any() for c in r.row_checks if c.raise_warning}
-            | {(None, c.name) for c in self.frame_checks if c.raise_warning}
-        )
+        columns: set[tuple[str | None, str]] = {
+            (n, str(c.name)) for n, r in self._bind_any() for c in r.row_checks if c.raise_warning
+        }
+        frame = {(None, str(c.name)) for c in self.frame_checks if c.raise_warning}
+        return frozenset(columns | frame)
 
     def _bind_any(self) -> Iterable[tuple[str, _ColumnRules]]:
         return self._bound[1].usable() if self._bound is not None else ()
