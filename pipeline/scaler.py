@@ -367,23 +367,16 @@ class RobustScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Raw features, in the columns (and with the names, if any) seen by ``fit``.
 
         Returns
         -------
         ndarray of shape (n_samples, n_features)
+            ``(X - center_) / scale_``, clipped to ``[-clip, clip]`` when ``clip`` is set.
         """
         check_is_fitted(self)
         self._check_clip()
-        X = validate_data(
-            self,
-            X,
-            copy=self.copy,
-            dtype=FLOAT_DTYPES,
-            force_writeable=True,
-            ensure_all_finite=False,
-            reset=False,
-        )
-        _reject_inf(X, self._names(X.shape[1]))
+        X = self._input(X, check_names=True)
         # Apply what was learned, whatever the parameters say now.
         if self.center_ is not None:
             X -= self.center_
@@ -399,25 +392,44 @@ class RobustScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Scaled features, as :meth:`transform` returns them.
 
         Returns
         -------
         ndarray of shape (n_samples, n_features)
+            ``X * scale_ + center_``: back on the scale of the raw features.
         """
         check_is_fitted(self)
-        X = check_array(
-            X, copy=self.copy, dtype=FLOAT_DTYPES, force_writeable=True, ensure_all_finite=False
-        )
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but RobustScaler is expecting "
-                f"{self.n_features_in_} features as input"
-            )
-        _reject_inf(X, self._names(X.shape[1]))
+        X = self._input(X, check_names=False)
         if self.scale_ is not None:
             X *= self.scale_
         if self.center_ is not None:
             X += self.center_
+        return X
+
+    def _input(self, X: Any, *, check_names: bool) -> np.ndarray:
+        """``X`` as a writeable float array of the fitted width (a copy if ``copy``), no infinity.
+
+        ``check_names``: compare feature names with ``fit``'s as well (``transform``).
+        ``inverse_transform`` takes the unnamed arrays that ``transform`` returns, so
+        it checks only the width, as scikit-learn's does.
+        """
+        options = {
+            "copy": self.copy,
+            "dtype": FLOAT_DTYPES,
+            "force_writeable": True,
+            "ensure_all_finite": False,
+        }
+        if check_names:
+            X = validate_data(self, X, reset=False, **options)
+        else:
+            X = check_array(X, **options)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but RobustScaler is expecting "
+                    f"{self.n_features_in_} features as input"
+                )
+        _reject_inf(X, self._names(X.shape[1]))
         return X
 
     def __sklearn_tags__(self) -> Any:
