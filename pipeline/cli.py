@@ -13,6 +13,7 @@ runs, and torch, pandas, pandera and scikit-learn only when a feature needs them
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -31,6 +32,9 @@ from .report.render import FORMATS
 
 _DEFAULTS = ValidationOptions()
 
+#: what ``click.option(...)`` returns: it decorates the command
+_Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
 
 def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and not 0.0 <= value <= 1.0:
@@ -38,17 +42,22 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
     return value
 
 
+def _fraction_option(name: str, **kw: Any) -> _Decorator:
+    """An option that holds a share (of rows, values or classes): a number from 0 to 1."""
+    return click.option(name, type=float, callback=_fraction, **kw)
+
+
+def _file_option(*decls: str, **kw: Any) -> _Decorator:
+    """An option that names one file (a report, schema or profile), not a folder."""
+    return click.option(*decls, type=click.Path(dir_okay=False, path_type=str), **kw)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 # readable=False: the source's own check gives the one-line message with a tip.
 @click.argument("dataset", type=click.Path(dir_okay=True, readable=False, path_type=str))
-@click.option(
-    "--schema",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="pandera YAML schema with the dataset's checks.",
-)
-@click.option(
+@_file_option("--schema", help="pandera YAML schema with the dataset's checks.")
+@_file_option(
     "--infer-schema",
-    type=click.Path(dir_okay=False, path_type=str),
     metavar="OUT.yaml",
     help="Write a schema inferred from DATASET to OUT.yaml and exit (no validation).",
 )
@@ -65,17 +74,8 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
     help="Write all other rows here (.parquet, or .arrow/.feather for the loader; "
     "with --engine ray: a directory of parquet parts).",
 )
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Write a self-contained HTML report here (.html).",
-)
-@click.option(
-    "--profile-out",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Write the mergeable column profile as JSON.",
-)
+@_file_option("--report", "report_path", help="Write a self-contained HTML report here (.html).")
+@_file_option("--profile-out", help="Write the mergeable column profile as JSON.")
 @click.option(
     "--format",
     "fmt",
@@ -84,23 +84,14 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
     show_default=True,
     help="Report format on stdout (or -o).",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=str),
-    help="Write the report to FILE instead of stdout.",
-)
-@click.option(
+@_file_option("-o", "--output", help="Write the report to FILE instead of stdout.")
+@_fraction_option(
     "--max-bad-rows",
-    type=float,
-    callback=_fraction,
     metavar="FRACTION",
     help="Pass while at most this share of rows is quarantined.",
 )
-@click.option(
+@_fraction_option(
     "--near-constant-threshold",
-    type=float,
-    callback=_fraction,
     default=_DEFAULTS.near_constant_threshold,
     show_default=True,
     help="Share of one value that makes a column near-constant.",
@@ -119,10 +110,8 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: float | None) -
     show_default=True,
     help="IQRs beyond the quartiles (iqr) or robust z (mad) that make an outlier.",
 )
-@click.option(
+@_fraction_option(
     "--min-class-share",
-    type=float,
-    callback=_fraction,
     default=_DEFAULTS.min_class_share,
     show_default=True,
     help="Rarest class share below which the label is imbalanced.",
