@@ -30,6 +30,8 @@ from .options import (
 from .report.model import ExitCode
 from .report.render import FORMATS
 
+__all__ = ["main", "validate_command"]
+
 _DEFAULTS = ValidationOptions()
 
 #: what ``click.option(...)`` returns: it decorates the command

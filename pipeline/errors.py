@@ -15,6 +15,8 @@ found against what was expected, and what to do next.
 
 from __future__ import annotations
 
+__all__ = ["BadBatchError", "BatchguardError", "SchemaFileError", "SourceError", "UsageError"]
+
 
 class BatchguardError(Exception):
     """Base class of every error batchguard raises on purpose (the command line exits 2)."""

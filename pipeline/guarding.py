@@ -46,6 +46,16 @@ from .errors import BadBatchError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from .quarantine import QuarantineParts
 
+__all__ = [
+    "ALL_CHECKS",
+    "ON_BAD",
+    "BatchChecker",
+    "Guard",
+    "GuardStats",
+    "guard",
+    "guarded_collate",
+]
+
 log = logging.getLogger("batchguard")
 
 ON_BAD = ("drop", "raise", "warn")

@@ -58,6 +58,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import Report
     from .scaler import RobustScaler
 
+__all__ = [
+    "DEGENERATE",
+    "FEATURES",
+    "LABEL",
+    "ArrowMatrixDataset",
+    "Batch",
+    "LoaderInfo",
+    "make_loader",
+    "write_feature_cache",
+]
+
 log = logging.getLogger("batchguard")
 
 FEATURES = "features"

@@ -32,6 +32,20 @@ from .checks import RowFailure
 from .errors import UsageError
 from .source import ROW_ID
 
+__all__ = [
+    "FLUSH_ROWS",
+    "GUARD_SCHEMA",
+    "REASONS",
+    "REASON_TYPE",
+    "AtomicWriter",
+    "OutputSplitter",
+    "QuarantineParts",
+    "bad_row_mask",
+    "check_output_path",
+    "reason_records",
+    "reasons_array",
+]
+
 REASONS = "_reasons"
 REASON_TYPE = pa.struct(
     [

@@ -38,6 +38,8 @@ from torch.utils.data import Sampler
 
 from .errors import UsageError
 
+__all__ = ["StratifiedBatchSampler"]
+
 # Golden ratio conjugate: the rotation with the most even spacing (all partial quotients 1).
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 _STATE_KEYS = (

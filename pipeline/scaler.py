@@ -43,6 +43,10 @@ from .source import Source, open_source
 if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
+# TorchRobustScaler subclasses torch.nn.Module, so __getattr__ (at the end) makes it on
+# first use, and torch loads only then.
+__all__ = ["RobustScaler", "TorchRobustScaler"]  # noqa: F822
+
 _SAVE_FORMAT = "batchguard.RobustScaler"
 _SAVE_VERSION = 1
 

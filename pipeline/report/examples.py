@@ -19,6 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+__all__ = ["EXAMPLES", "SCAN_ROWS", "ExampleCollector", "examples_from_quarantine"]
+
 #: examples kept by default
 EXAMPLES = 20
 #: quarantined rows looked at, at most, when choosing examples from a file

@@ -28,6 +28,16 @@ if TYPE_CHECKING:
     from ..findings import Finding
     from .model import Report
 
+__all__ = [
+    "SUMMARY_LIMIT",
+    "annotation",
+    "escape_data",
+    "escape_property",
+    "render",
+    "step_summary",
+    "write_step_summary",
+]
+
 #: bytes of markdown appended to the job summary at most
 SUMMARY_LIMIT = 512 * 1024
 

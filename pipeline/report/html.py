@@ -36,6 +36,16 @@ if TYPE_CHECKING:
     from ..findings import Finding
     from .model import Report
 
+__all__ = [
+    "MAX_CELL",
+    "MAX_CLASSES",
+    "MAX_EXAMPLE_COLUMNS",
+    "MAX_TOP_VALUES",
+    "OPEN_PANELS",
+    "render",
+    "write",
+]
+
 #: column panels opened at load, at most (those with findings first)
 OPEN_PANELS = 20
 #: most frequent values listed for a column with exact value counts

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .model import Report
 
+__all__ = ["render"]
+
 
 def _finite(value: Any) -> Any:
     """JSON has no NaN or Infinity: write them as null."""

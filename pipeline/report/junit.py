@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from ..findings import Finding
     from .model import Report
 
+__all__ = ["case_name", "render", "render_reports", "testsuite"]
+
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 

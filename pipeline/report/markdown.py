@@ -15,6 +15,8 @@ from ._common import check_label, rows_affected
 if TYPE_CHECKING:
     from .model import Report
 
+__all__ = ["MAX_CLASSES", "MAX_FINDINGS", "escape", "render"]
+
 #: findings listed in the table; the rest are counted in one line
 MAX_FINDINGS = 100
 #: label classes listed

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from ..fences import Fences
     from ..profiling import Profile
 
+__all__ = ["REPORT_VERSION", "ExitCode", "Report"]
+
 REPORT_VERSION = 1
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .model import Report
 
+__all__ = ["FORMATS", "render", "render_html", "write_html", "write_step_summary"]
+
 # format name -> module in this package with a ``render(report) -> str``
 _RENDERERS = {
     "text": "text",

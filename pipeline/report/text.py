@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .model import Report
 
+__all__ = ["render", "renderables"]
+
 _MESSAGE_WIDTH = 80
 
 

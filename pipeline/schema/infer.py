@@ -41,6 +41,8 @@ from . import registered
 from .model import Schema
 from .spec import DATASET_KEY
 
+__all__ = ["MARGIN", "MAX_CATEGORIES", "infer_schema", "widen"]
+
 #: share of the observed range added below the minimum and above the maximum
 MARGIN = 0.10
 #: string columns (and labels) with at most this many distinct values get ``isin``

@@ -27,6 +27,8 @@ from .spec import CHECK_ARGS, DATASET_KEY, Document, check_document, check_setti
 if TYPE_CHECKING:
     from pandera.api.pandas.container import DataFrameSchema
 
+__all__ = ["MAX_SCHEMA_BYTES", "SETTINGS", "Schema", "load_schema", "schema_from_dict"]
+
 #: refuse schema files larger than this: a schema is a page of text, not data
 MAX_SCHEMA_BYTES = 4 << 20
 

@@ -52,6 +52,15 @@ if TYPE_CHECKING:
 
     from ..profiling import Profile
 
+__all__ = [
+    "PROFILE_CHECKS",
+    "REPLACES",
+    "ColumnSchemaFinding",
+    "SchemaPlan",
+    "as_plan",
+    "pandas_dtype_name",
+]
+
 #: checks evaluated on the merged profile rather than per batch
 PROFILE_CHECKS = frozenset(
     {

@@ -37,6 +37,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "STATISTICAL_CHECKS",
+    "fences",
+    "is_finite",
+    "max_nan_fraction",
+    "max_null_fraction",
+    "max_top_value_fraction",
+    "not_constant",
+    "outliers",
+    "register",
+]
+
 #: check name -> its statistics (argument names), in order
 STATISTICAL_CHECKS: dict[str, tuple[str, ...]] = {
     "is_finite": (),

@@ -29,6 +29,21 @@ from ..options import DATASET_SETTINGS, OUTLIER_METHODS
 from ._yaml import KeyPath
 from .registered import STATISTICAL_CHECKS
 
+__all__ = [
+    "CHECK_ARGS",
+    "CHECK_OPTIONS",
+    "DATASET_KEY",
+    "Arg",
+    "Document",
+    "check_arguments",
+    "check_document",
+    "check_metadata",
+    "check_settings",
+    "did_you_mean",
+    "dtype_kind",
+    "known_checks",
+]
+
 #: the key under ``metadata`` that holds batchguard's dataset-level settings
 DATASET_KEY = "batchguard"
 
