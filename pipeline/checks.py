@@ -20,6 +20,7 @@ from .fences import Fences, outlier_fences
 from .findings import ROW_LEVEL, Finding, order_of
 from .options import ValidationOptions
 from .profiling import Profile, to_numpy, values_view
+from .sentinels import Sentinel, find_sentinels
 from .source import ROW_ID
 
 __all__ = [
@@ -28,11 +29,13 @@ __all__ = [
     "RowRule",
     "checks_run",
     "column_findings",
+    "column_sentinels",
     "non_finite_rule",
     "null_rule",
     "outlier_fences",
     "outlier_rule",
     "row_ids",
+    "sentinel_rule",
 ]
 
 
@@ -143,7 +146,7 @@ def checks_run(
     - ``nan`` and ``inf`` on floating columns;
     - ``constant`` and ``near_constant`` on every column that is not only
       counted (nested, binary and other unsupported types);
-    - ``zero_iqr`` on numeric columns other than the label;
+    - ``zero_iqr`` and ``sentinel`` on numeric columns other than the label;
     - ``outlier`` on the columns that have outlier ``fences``;
     - ``class_imbalance`` on the label column;
     - ``bad_rows`` (dataset level, column ``None``) when ``max_bad_rows`` is set.
@@ -174,7 +177,7 @@ def checks_run(
                 ran += ["nan", "inf"]
             ran += ["constant", "near_constant"]
             if column.kind == "numeric" and name != options.label:
-                ran.append("zero_iqr")
+                ran += ["zero_iqr", "sentinel"]
             if name in fences:
                 ran.append("outlier")
             if name == options.label:
@@ -204,7 +207,9 @@ class RowFailure:
     """Rows of one batch that failed one check on one column.
 
     ``mask`` marks the failing rows; ``observed``, ``score`` hold one entry per
-    failing row (in row order) for the quarantine record.
+    failing row (in row order) for the quarantine record. A failure with
+    ``quarantine=False`` is counted and reported but sends no row to quarantine
+    (joint outliers, unless ``quarantine_outliers="joint"``).
     """
 
     check: str
@@ -214,6 +219,7 @@ class RowFailure:
     threshold: str | None = None
     score: np.ndarray | None = None
     schema_check: str | None = None
+    quarantine: bool = True
 
 
 RowRule = Callable[[pa.RecordBatch], list[RowFailure]]
@@ -260,8 +266,56 @@ def null_rule(columns: Sequence[str]) -> RowRule:
     return rule
 
 
-def outlier_rule(fences: dict[str, Fences], kinds: dict[str, str]) -> RowRule:
-    """Values outside each column's fences."""
+def column_sentinels(profile: Profile, options: ValidationOptions) -> dict[str, list[Sentinel]]:
+    """The sentinels of every numeric column but the label (:mod:`pipeline.sentinels`).
+
+    Returns
+    -------
+    dict of str to list of Sentinel
+        Only columns that have some; empty when the ``sentinel`` check is off.
+    """
+    if options.severity("sentinel") is None:
+        return {}
+    found: dict[str, list[Sentinel]] = {}
+    for name, column in profile.columns.items():
+        if column.kind != "numeric" or name == options.label:
+            continue
+        sentinels = find_sentinels(*profile.value_counts(name))
+        if sentinels:
+            found[name] = sentinels
+    return found
+
+
+def sentinel_rule(sentinels: dict[str, list[Sentinel]], kinds: dict[str, str]) -> RowRule:
+    """Rows holding one of their column's sentinel values."""
+    values = {name: np.array([s.value for s in found]) for name, found in sentinels.items()}
+    described = {name: ", ".join(s.describe() for s in found) for name, found in sentinels.items()}
+
+    def rule(batch: pa.RecordBatch) -> list[RowFailure]:
+        out: list[RowFailure] = []
+        present = set(batch.schema.names)  # pass 2 may read only some columns
+        for name, codes in values.items():
+            if name not in present:
+                continue
+            arr = batch.column(name)
+            x = _numeric_values(arr, kinds[name])
+            mask = np.isin(x, codes)
+            if arr.null_count:
+                mask &= ~_bool_numpy(pc.is_null(arr))
+            if mask.any():
+                out.append(RowFailure("sentinel", name, mask, pa.array(x[mask]), described[name]))
+        return out
+
+    return rule
+
+
+def outlier_rule(
+    fences: dict[str, Fences],
+    kinds: dict[str, str],
+    sentinels: dict[str, list[Sentinel]] | None = None,
+) -> RowRule:
+    """Values outside each column's fences (a column's sentinel values are not outliers)."""
+    codes = {name: np.array([s.value for s in found]) for name, found in (sentinels or {}).items()}
 
     def rule(batch: pa.RecordBatch) -> list[RowFailure]:
         out: list[RowFailure] = []
@@ -270,17 +324,15 @@ def outlier_rule(fences: dict[str, Fences], kinds: dict[str, str]) -> RowRule:
             if name not in present:
                 continue
             arr = batch.column(name)
-            x = (
-                to_numpy(pc.fill_null(values_view(arr, kinds[name]), 0))
-                if arr.null_count
-                else to_numpy(values_view(arr, kinds[name]))
-            )
+            x = _numeric_values(arr, kinds[name])
             # NaN compares false on both sides, so only finite values and inf can trip;
             # inf is reported as `inf`, not as an outlier.
             with np.errstate(invalid="ignore"):
                 mask = ((x < fence.low) | (x > fence.high)) & np.isfinite(x)
             if arr.null_count:
                 mask &= ~_bool_numpy(pc.is_null(arr))
+            if name in codes and mask.any():
+                mask &= ~np.isin(x, codes[name])
             if mask.any():
                 vals = x[mask].astype(np.float64)
                 out.append(
@@ -291,6 +343,12 @@ def outlier_rule(fences: dict[str, Fences], kinds: dict[str, str]) -> RowRule:
         return out
 
     return rule
+
+
+def _numeric_values(arr: pa.Array, kind: str) -> np.ndarray:
+    """A numeric column's values as numpy (nulls as 0: callers mask them out)."""
+    view = values_view(arr, kind)
+    return to_numpy(pc.fill_null(view, 0) if arr.null_count else view)
 
 
 def _float_values(arr: pa.Array) -> np.ndarray | None:

@@ -13,6 +13,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+__all__ = [
+    "REASONS",
+    "ROW_LEVEL",
+    "SEVERITY_CHOICES",
+    "Finding",
+    "Level",
+    "Reason",
+    "Severities",
+    "Severity",
+    "order_of",
+]
+
 Severity = Literal["error", "warning"]
 Level = Literal["row", "column", "dataset", "live"]
 
@@ -35,6 +47,9 @@ class Reason:
     noun : str
         For row-level codes: what the rows hold, as messages count them
         (``{detail}`` is the rule's threshold or schema check).
+    gates : bool
+        Whether a warning of this code fails the gate under ``--strict``. Codes
+        that only report (``joint_outlier``) fail it only when made errors.
     """
 
     level: Level
@@ -42,6 +57,7 @@ class Reason:
     meaning: str
     advice: str = ""
     noun: str = ""
+    gates: bool = True
 
 
 #: reason code -> :class:`Reason`, in the order reports list findings within a column
@@ -83,10 +99,21 @@ REASONS: dict[str, Reason] = {
         "column", "warning", "q75 == q25: robust scaling is undefined",
         "consider dropping or binarising it",
     ),
+    "sentinel": Reason(
+        "row", "error", "a repeated placeholder value isolated from the column's bulk",
+        "treat them as missing upstream (e.g. -999, 9999, or 0 in a positive measure)",
+        "placeholder values ({detail})",
+    ),
     "outlier": Reason(
-        "row", "warning", "robust score beyond the threshold",
+        "row", "warning", "a value far beyond the column's bulk on its own scale",
         "check for unit or sentinel errors (e.g. -999, cents vs dollars)",
         "outliers outside {detail}",
+    ),
+    "joint_outlier": Reason(
+        "row", "warning", "a row unusual as a combination of its numeric columns",
+        "look at the top rows in the report or --scores; kept in the clean output unless "
+        "--quarantine-outliers joint", "rows unusual as a combination of columns ({detail})",
+        gates=False,
     ),
     "class_imbalance": Reason(
         "column", "warning", "minority class share below the threshold",

@@ -8,8 +8,23 @@ from typing import Any
 from .errors import UsageError
 from .findings import SEVERITY_CHOICES, Severities, Severity
 
+__all__ = [
+    "DATASET_SETTINGS",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_SAMPLE_SIZE",
+    "DEFAULT_THRESHOLDS",
+    "ENGINES",
+    "OUTLIER_METHODS",
+    "QUARANTINE_OUTLIERS",
+    "ValidationOptions",
+]
+
 #: outlier rules ``outlier_method`` (``--outlier-method``) accepts
-OUTLIER_METHODS = ("iqr", "mad", "none")
+OUTLIER_METHODS = ("auto", "iqr", "mad", "none")
+#: the ``outlier_threshold`` each method uses unless told otherwise
+DEFAULT_THRESHOLDS = {"auto": 3.0, "iqr": 5.0, "mad": 5.0, "none": 5.0}
+#: which outliers go to quarantine: gross univariate ones only, or joint outliers too
+QUARANTINE_OUTLIERS = ("gross", "joint")
 #: engine names ``validate(engine=...)`` and ``--engine`` accept
 ENGINES = ("local", "ray")
 #: rows per record batch unless told otherwise (bounds memory)
@@ -25,7 +40,8 @@ DATASET_SETTINGS = {
     "min_class_share": "fraction",
     "near_constant_threshold": "fraction",
     "outlier_method": "method",
-    "outlier_threshold": "positive",
+    "outlier_threshold": "positive_or_null",
+    "quarantine_outliers": "quarantine_outliers",
     "strict": "bool",
     "severities": "severities",
 }
@@ -44,14 +60,25 @@ class ValidationOptions:
     near_constant_threshold : float, default 0.99
         ``near_constant`` when one value covers at least this share of the
         non-missing values.
-    outlier_method : {"iqr", "mad", "none"}, default "iqr"
-        ``iqr``: a value is an outlier when it lies more than
-        ``outlier_threshold`` interquartile ranges beyond the nearer quartile
-        (Tukey's fences with k=5 instead of 1.5, so the tail of a healthy
-        heavy-tailed column is left alone); the score is that distance in IQRs.
-        ``mad``: ``|x - median| / (1.4826 * MAD)`` above ``outlier_threshold``
-        (a robust z-score; use a threshold near 10).
-    outlier_threshold : float, default 5.0
+    outlier_method : {"auto", "iqr", "mad", "none"}, default "auto"
+        ``auto``: each column is judged on the scale where its bulk is roughly
+        symmetric (a log scale for a skewed non-negative column), with each
+        side's spread measured from the median to the 1st or 99th percentile, a
+        point mass left out of it and frequent values never flagged; a value is
+        an outlier beyond ``outlier_threshold`` such spreads past that
+        percentile (:func:`pipeline.fences.shape_aware_fences`). Only gross
+        errors fall outside; milder tails are left to the joint score.
+        ``iqr``: more than ``outlier_threshold`` interquartile ranges beyond
+        the nearer quartile (the first release's rule); the score is that
+        distance in IQRs. ``mad``: ``|x - median| / (1.4826 * MAD)`` above
+        ``outlier_threshold`` (a robust z-score; use a threshold near 10).
+    outlier_threshold : float, optional
+        Default per method: 3 for ``auto``, 5 for ``iqr`` and ``mad``
+        (:data:`DEFAULT_THRESHOLDS`).
+    quarantine_outliers : {"gross", "joint"}, default "gross"
+        ``gross``: rows with a value beyond the fences go to quarantine, joint
+        outliers (``joint_outlier``) are reported and kept. ``joint``: joint
+        outliers go to quarantine too.
     min_class_share : float, default 0.05
         ``class_imbalance`` when the rarest class holds less than this share.
     max_bad_rows : float, optional
@@ -75,8 +102,9 @@ class ValidationOptions:
     label: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     near_constant_threshold: float = 0.99
-    outlier_method: str = "iqr"
-    outlier_threshold: float = 5.0
+    outlier_method: str = "auto"
+    outlier_threshold: float | None = None
+    quarantine_outliers: str = "gross"
     min_class_share: float = 0.05
     max_bad_rows: float | None = None
     strict: bool = False
@@ -99,9 +127,14 @@ class ValidationOptions:
                 f"max_bad_rows should be a fraction between 0 and 1, "
                 f"but got max_bad_rows={self.max_bad_rows!r}"
             )
-        if self.outlier_threshold <= 0:
+        if self.outlier_threshold is not None and not self.outlier_threshold > 0:
             raise UsageError(
                 f"outlier_threshold should be positive, but got {self.outlier_threshold!r}"
+            )
+        if self.quarantine_outliers not in QUARANTINE_OUTLIERS:
+            raise UsageError(
+                f"quarantine_outliers should be one of {', '.join(QUARANTINE_OUTLIERS)}, "
+                f"but got quarantine_outliers={self.quarantine_outliers!r}"
             )
         for name in ("batch_size", "sample_size"):
             value = getattr(self, name)
@@ -114,6 +147,13 @@ class ValidationOptions:
                 raise UsageError(
                     f"severity of '{check}' should be error, warning or off, but got {level!r}"
                 )
+
+    @property
+    def outlier_k(self) -> float:
+        """The outlier threshold in force: ``outlier_threshold``, or the method's default."""
+        if self.outlier_threshold is not None:
+            return self.outlier_threshold
+        return DEFAULT_THRESHOLDS[self.outlier_method]
 
     def severity(
         self, check: str, column: str | None = None, schema_check: str | None = None

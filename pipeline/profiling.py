@@ -557,6 +557,24 @@ class Profile:
         x = to_numpy(values_view(arr, column.kind)).astype(np.float64, copy=False)
         return x[np.isfinite(x)]
 
+    def value_counts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct finite values of numeric column ``name`` and their counts, as float64/int64.
+
+        Exact while the column has at most :data:`EXACT_VALUES` distinct values;
+        beyond that, the counts of the row sample (scaled to the column's size).
+        """
+        column = self.columns[name]
+        if column.values is not None:
+            pairs = [(v, n) for v, n in column.values.items() if v is not None]
+            values = np.array([float(v) for v, _ in pairs], dtype=np.float64)
+            counts = np.array([n for _, n in pairs], dtype=np.int64)
+            keep = np.isfinite(values)
+            return values[keep], counts[keep]
+        x = self.sample_values(name)
+        values, counts = np.unique(x, return_counts=True)
+        scale = column.finite / x.size if x.size else 1.0
+        return values, np.rint(counts * scale).astype(np.int64)
+
     def _compute_stats(self, name: str) -> ColumnStats:
         c = self.columns[name]
         q25 = median = q75 = histogram = None

@@ -37,6 +37,7 @@ __all__ = [
     "GUARD_SCHEMA",
     "REASONS",
     "REASON_TYPE",
+    "SCORES_SCHEMA",
     "AtomicWriter",
     "OutputSplitter",
     "QuarantineParts",
@@ -47,6 +48,10 @@ __all__ = [
 ]
 
 REASONS = "_reasons"
+#: the ``--scores`` output: every row's joint score and the column adding most to it
+SCORES_SCHEMA = pa.schema(
+    [("_row_id", pa.int64()), ("score", pa.float64()), ("column", pa.string())]
+)
 REASON_TYPE = pa.struct(
     [
         ("check", pa.string()),
@@ -60,10 +65,11 @@ REASON_TYPE = pa.struct(
 
 
 def bad_row_mask(num_rows: int, failures: Sequence[RowFailure]) -> np.ndarray:
-    """Rows of the batch with at least one failure."""
+    """Rows of the batch with at least one failure that quarantines rows."""
     mask = np.zeros(num_rows, dtype=bool)
     for failure in failures:
-        mask |= failure.mask
+        if failure.quarantine:
+            mask |= failure.mask
     return mask
 
 
@@ -192,14 +198,15 @@ def check_output_path(path: str | os.PathLike[str], inputs: Sequence[str], what:
 
 
 class OutputSplitter:
-    """Route each batch's rows to the clean and quarantine writers.
+    """Route each batch's rows to the clean and quarantine writers (and its scores).
 
     Parameters
     ----------
     schema : pyarrow.Schema
         The input batches' schema (data columns and ``_row_id``).
-    quarantine, clean : path, optional
-        Where to write each part; ``None`` skips it.
+    quarantine, clean, scores : path, optional
+        Where to write each part; ``None`` skips it. ``scores`` takes one row
+        per input row (:data:`SCORES_SCHEMA`).
     """
 
     def __init__(
@@ -208,10 +215,14 @@ class OutputSplitter:
         *,
         quarantine: str | os.PathLike[str] | None = None,
         clean: str | os.PathLike[str] | None = None,
+        scores: str | os.PathLike[str] | None = None,
     ):
         self._writers: list[AtomicWriter] = []
-        self.quarantine = self.clean = None
+        self.quarantine = self.clean = self.scores = None
         try:
+            if scores is not None:
+                self.scores = AtomicWriter(scores, SCORES_SCHEMA)
+                self._writers.append(self.scores)
             if quarantine is not None:
                 qschema = schema.append(pa.field(REASONS, pa.list_(REASON_TYPE)))
                 self.quarantine = AtomicWriter(quarantine, qschema)
@@ -223,13 +234,22 @@ class OutputSplitter:
             self.abort()
             raise
 
-    def write(self, batch: pa.RecordBatch, failures: Sequence[RowFailure]) -> pa.RecordBatch | None:
+    def write(
+        self,
+        batch: pa.RecordBatch,
+        failures: Sequence[RowFailure],
+        scores: pa.RecordBatch | None = None,
+    ) -> pa.RecordBatch | None:
         """Write the batch's rows to their outputs; return the quarantined ones, if written.
 
         The returned batch holds the failing rows with ``_reasons``, as the
         quarantine output got them (``None`` without failures or a quarantine output).
+        ``scores`` (one row per row of ``batch``) goes to the scores output.
         """
+        if self.scores is not None and scores is not None:
+            self.scores.write(scores)
         quarantined = None
+        failures = [f for f in failures if f.quarantine]
         if self.quarantine is not None and failures:
             positions, reasons = reasons_array(failures)
             bad = batch.take(pa.array(positions))

@@ -19,23 +19,46 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .checks import checks_run, column_findings, non_finite_rule, null_rule, outlier_rule
-from .engines import ChunkNotes, Engine, Progress, RowRules, RowTally, Run, get_engine
+from .checks import (
+    checks_run,
+    column_findings,
+    column_sentinels,
+    non_finite_rule,
+    null_rule,
+    outlier_rule,
+    sentinel_rule,
+)
+from .engines import (
+    SAMPLE_ROWS,
+    ChunkNotes,
+    Engine,
+    Progress,
+    RowRules,
+    RowTally,
+    Run,
+    get_engine,
+    row_message,
+)
 from .errors import UsageError
-from .fences import Fences, outlier_fences
-from .findings import Finding, Severities, order_of
+from .fences import outlier_fences
+from .findings import REASONS, Finding, Severities, order_of
+from .joint import JointModel, JointSummary, fit_joint, joint_summary
 from .options import ValidationOptions
 from .profiling import Profile
+from .quarantine import bad_row_mask
 from .report import Report
 from .source import Chunk, Source, open_source
 
 if TYPE_CHECKING:
     from .schema import SchemaPlan
+
+__all__ = ["validate"]
 
 
 def validate(
@@ -44,6 +67,7 @@ def validate(
     *,
     quarantine: str | os.PathLike[str] | None = None,
     clean: str | os.PathLike[str] | None = None,
+    scores: str | os.PathLike[str] | None = None,
     exit_zero: bool = False,
     progress: Progress | None = None,
     engine: str = "local",
@@ -61,6 +85,11 @@ def validate(
     quarantine, clean : str or os.PathLike, optional
         Write rows with row-level findings (with ``_reasons``) / all other rows here:
         a file with the local engine, a directory of parquet parts with Ray.
+    scores : str or os.PathLike, optional
+        Write every row's joint score here: ``_row_id`` (int64), ``score``
+        (float64, higher is more unusual; above the threshold a row is a
+        ``joint_outlier``) and ``column`` (the column adding most to a joint
+        outlier's score, else null). Same at every batch size and on both engines.
     exit_zero : bool, default False
         The report's exit code is 0 even when the gate fails.
     progress : callable, optional
@@ -99,7 +128,8 @@ def validate(
     """
     started = time.perf_counter()
     runner = get_engine(engine, ray_address)
-    run = _prepare(source, schema, options, runner, quarantine, clean, progress)
+    outputs = {"quarantine": quarantine, "clean": clean, "scores": scores}
+    run = _prepare(source, schema, options, runner, outputs, progress)
     findings: list[Finding] = []
     if run.plan is not None:
         findings.extend(run.plan.structure_findings(run.src, run.opts))
@@ -107,9 +137,13 @@ def validate(
     prof, notes = runner.profile_pass(run)
     column_level, rules = _check_columns(run, prof)
     findings.extend(column_level)
-    tally = runner.row_pass(run, rules, _chunks_to_recheck(run, notes, rules.fences))
+    chunks = _chunks_to_recheck(run, notes, rules)
+    joint = rules.joint
+    if chunks is not None:  # not every row is read again: judge joint outliers on the sample
+        rules = replace(rules, joint=None)
+    tally = runner.row_pass(run, rules, chunks)
 
-    report = _report(run, prof, findings, tally, rules.fences, exit_zero=exit_zero)
+    report = _report(run, prof, findings, tally, rules, joint, exit_zero=exit_zero)
     report.elapsed = time.perf_counter() - started
     return report
 
@@ -119,8 +153,7 @@ def _prepare(
     schema: Any,
     options: dict[str, Any],
     runner: Engine,
-    quarantine: str | os.PathLike[str] | None,
-    clean: str | os.PathLike[str] | None,
+    outputs: dict[str, str | os.PathLike[str] | None],
     progress: Progress | None,
 ) -> Run:
     """Options, schema plan, source and output paths, all checked before any data is read."""
@@ -138,17 +171,16 @@ def _prepare(
             f"{label_from} {opts.label!r}: {src.path} has no such column; columns are "
             f"{', '.join(src.columns)}"
         )
-    if quarantine is not None and clean is not None:
-        if Path(quarantine).resolve() == Path(clean).resolve():
-            raise UsageError(
-                f"--quarantine and --clean both name {quarantine}; give each its own path"
-            )
-    outputs = {
-        name: str(runner.check_output(path, [src.path], name))
-        for name, path in (("quarantine", quarantine), ("clean", clean))
-        if path is not None
+    given = {name: path for name, path in outputs.items() if path is not None}
+    seen: dict[Path, str] = {}
+    for name, path in given.items():
+        other = seen.setdefault(Path(path).resolve(), name)
+        if other != name:
+            raise UsageError(f"--{other} and --{name} both name {path}; give each its own path")
+    checked = {
+        name: str(runner.check_output(path, [src.path], name)) for name, path in given.items()
     }
-    return Run(src, opts, plan, outputs, progress or (lambda n: None))
+    return Run(src, opts, plan, checked, progress or (lambda n: None))
 
 
 def _schema_plan(schema: Any) -> SchemaPlan | None:
@@ -160,34 +192,59 @@ def _schema_plan(schema: Any) -> SchemaPlan | None:
 
 
 def _check_columns(run: Run, prof: Profile) -> tuple[list[Finding], RowRules]:
-    """Column findings on the merged profile, and the row rules it fixes (outlier fences)."""
+    """Column findings on the merged profile, and the row rules it fixes.
+
+    The profile fixes each column's sentinels, its outlier fences (computed
+    without the sentinels) and the joint model.
+    """
     src, opts, plan = run.src, run.opts, run.plan
     column_level = column_findings(prof, opts)
     if plan is not None:  # the schema's column checks run on the merged profile
         column_level = plan.profile_findings(prof, opts, column_level)
     floats = [f.name for f in src.schema if pa.types.is_floating(f.type) and f.name != "_row_id"]
-    fences = outlier_fences(prof, opts, None if plan is None else plan.outlier_overrides(src))
+    sentinels = column_sentinels(prof, opts)
+    codes = {name: [s.value for s in found] for name, found in sentinels.items()}
+    overrides = None if plan is None else plan.outlier_overrides(src)
+    fences = outlier_fences(prof, opts, overrides, codes)
     kinds = {name: c.kind for name, c in prof.columns.items()}
     schema_rules = [] if plan is None else plan.row_rules(src)
     asked = [null_rule(list(opts.not_null))] if opts.not_null else []
-    rules = [non_finite_rule(floats), *asked, *schema_rules, outlier_rule(fences, kinds)]
-    return column_level, RowRules(rules, opts, fences)
+    rules = [
+        non_finite_rule(floats), *asked, *schema_rules,
+        sentinel_rule(sentinels, kinds), outlier_rule(fences, kinds, sentinels),
+    ]  # fmt: skip
+    joint = None
+    if opts.severity("joint_outlier") is not None:
+        # Degenerate columns (constant, near-constant) would let their rare other values
+        # dominate every distance; they carry no joint information either.
+        degenerate = {f.column for f in column_level if f.check in ("constant", "near_constant")}
+        numeric = [
+            n
+            for n, c in prof.columns.items()
+            if c.kind == "numeric" and n != opts.label and n not in degenerate
+        ]
+        joint = fit_joint(prof, numeric, fences)
+    return column_level, RowRules(rules, opts, fences, sentinels, joint, kinds)
 
 
-def _chunks_to_recheck(
-    run: Run, notes: ChunkNotes | None, fences: dict[str, Fences]
-) -> list[Chunk] | None:
-    """The chunks pass 2 must read; ``None`` for all of them.
+def _chunks_to_recheck(run: Run, notes: ChunkNotes | None, rules: RowRules) -> list[Chunk] | None:
+    """The chunks pass 2 must read; ``None`` for all of them, in full.
 
-    Pass 2 may skip chunks only when neither the clean output nor the schema needs every row.
+    Pass 2 may skip chunks only when no output or check needs every row: the
+    clean output, the scores, joint outliers sent to quarantine, schema checks
+    of every row.
     """
     if notes is None or "clean" in run.outputs:
+        return None
+    if rules.joint is not None and (
+        "scores" in run.outputs or run.opts.quarantine_outliers == "joint"
+    ):
         return None
     if run.plan is not None and run.plan.checks_every_row:
         return None
     if any(name not in notes.bad for name in run.opts.not_null):
         return None  # pass 1 tracks nulls of numeric columns only
-    need = notes.needing_recheck(fences)
+    need = notes.needing_recheck(rules.bounds)
     return [c for c, n in zip(run.src.chunks(), need, strict=True) if n]
 
 
@@ -196,7 +253,8 @@ def _report(
     prof: Profile,
     findings: list[Finding],
     tally: RowTally,
-    fences: dict[str, Fences],
+    rules: RowRules,
+    joint: JointModel | None,
     *,
     exit_zero: bool,
 ) -> Report:
@@ -209,7 +267,15 @@ def _report(
         warn_only=frozenset() if plan is None else plan.warning_checks(),
         rows_tolerated=tolerated,
     )
-    findings = _order(findings + tally.findings(prof.rows, run.src.path, severities), run.src)
+    row_level = tally.findings(prof.rows, run.src.path, severities)
+    summary = None
+    if joint is not None:
+        summary = joint_summary(
+            joint, prof, lambda batch: bad_row_mask(batch.num_rows, rules.failures(batch))
+        )
+        if rules.joint is None:  # pass 2 did not score every row: the sample stands for them
+            row_level += _sampled_joint_finding(joint, summary, prof, run, severities)
+    findings = _order(findings + row_level, run.src)
     findings.extend(_gate(tally.quarantined, prof.rows, opts))
     return Report(
         dataset=run.src.path,
@@ -222,10 +288,41 @@ def _report(
         outputs=dict(run.outputs),
         schema=None if plan is None else plan.name,
         notes=_notes(prof) + ([] if plan is None else plan.notes),
-        fences=fences,
-        checks_run=checks_run(prof, opts, fences, findings),
+        fences=rules.fences,
+        sentinels=rules.sentinels,
+        checks_run=checks_run(prof, opts, rules.fences, findings),
         examples=tally.examples,
+        joint=summary,
     )
+
+
+def _sampled_joint_finding(
+    joint: JointModel, summary: JointSummary, prof: Profile, run: Run, severities: Severities
+) -> list[Finding]:
+    """The ``joint_outlier`` finding as the row sample shows it (exact when it holds every row)."""
+    level = severities.of("joint_outlier")
+    sampled = summary.sampled
+    if level is None or not summary.above or not sampled:
+        return []
+    threshold = f"score > {joint.threshold:g}"
+    if sampled >= prof.rows:  # the sample holds every row: the count is exact
+        count, shown = summary.above, summary.first[:SAMPLE_ROWS]
+        message = row_message("joint_outlier", None, None, count, shown, threshold, run.src.path)
+    else:
+        count = round(summary.above * prof.rows / sampled)
+        shown = sorted(r["row_id"] for r in summary.top[:SAMPLE_ROWS])
+        message = (
+            f"{run.src.path} has about {count:,} rows unusual as a combination of columns "
+            f"({threshold}; estimated from {summary.above:,} of a uniform sample of "
+            f"{sampled:,} rows, --scores or --clean scores every row), e.g. rows "
+            f"{', '.join(map(str, shown))}; {REASONS['joint_outlier'].advice}"
+        )
+    return [
+        Finding(
+            "joint_outlier", None, level, count=count, fraction=count / prof.rows,
+            message=message, sample_rows=shown,
+        )
+    ]  # fmt: skip
 
 
 def _order(findings: list[Finding], src: Source) -> list[Finding]:
@@ -268,4 +365,5 @@ def _notes(prof: Profile) -> list[str]:
     skipped = [name for name, c in prof.columns.items() if c.kind == "other"]
     if not skipped:
         return []
-    return [f"columns of nested, binary, interval or null type are only counted, not checked: {', '.join(skipped)}"]
+    kinds = "nested, binary, interval or null"
+    return [f"columns of {kinds} type are only counted, not checked: {', '.join(skipped)}"]

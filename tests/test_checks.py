@@ -115,16 +115,20 @@ def test_an_empty_dataset_is_one_finding(tmp_path):
 # -- outlier fences ----------------------------------------------------------------------------
 def test_iqr_fences_stand_k_iqrs_beyond_the_quartiles(tmp_path, columns):
     prof = _profile(tmp_path, columns)
-    fences = outlier_fences(prof, ValidationOptions(label="y"))
+    fences = outlier_fences(prof, ValidationOptions(label="y", outlier_method="iqr"))
     # numeric columns with spread only: not the constant, zero-IQR, all-null, string or label ones
     assert sorted(fences) == ["x"]
+    # the shape-aware default leaves out the point mass, so a zero-IQR column keeps fences
+    auto = outlier_fences(prof, ValidationOptions(label="y"))
+    assert sorted(auto) == ["iqr0", "x"] and auto["iqr0"].method == "auto"
+    assert auto["iqr0"].low <= 0 and auto["iqr0"].high >= 20  # no value of it is flagged
     q25, q75 = np.quantile(columns["x"], [0.25, 0.75])
     iqr = q75 - q25
     fx = fences["x"]
     assert (fx.lower_anchor, fx.upper_anchor, fx.unit) == (q25, q75, iqr)
     assert (fx.low, fx.high) == (q25 - 5 * iqr, q75 + 5 * iqr)
     assert fx.describe() == f"[{q25 - 5 * iqr:.6g}, {q75 + 5 * iqr:.6g}]"
-    wider = outlier_fences(prof, ValidationOptions(outlier_threshold=8.0))["x"]
+    wider = outlier_fences(prof, ValidationOptions(outlier_method="iqr", outlier_threshold=8.0))["x"]
     assert (wider.low, wider.high) == (q25 - 8 * iqr, q75 + 8 * iqr)
 
 

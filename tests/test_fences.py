@@ -60,7 +60,7 @@ def test_report_carries_the_schemas_fences(data_and_schema):
     report = validate(data, schema, label="label")
     y, w = report.fences["y"], report.fences["w"]
     assert (y.method, y.threshold) == ("mad", 30.0)
-    assert (w.method, w.threshold) == ("iqr", 5.0)
+    assert (w.method, w.threshold) == ("auto", 3.0)
     assert "z" not in report.fences and "label" not in report.fences
     assert ("y", "outlier") in report.checks_run and ("z", "outlier") not in report.checks_run
 

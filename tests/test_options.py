@@ -14,7 +14,9 @@ def test_defaults():
     o = ValidationOptions()
     assert (o.label, o.batch_size, o.sample_size) == (None, 65_536, 100_000)
     assert (o.near_constant_threshold, o.min_class_share, o.max_bad_rows) == (0.99, 0.05, None)
-    assert (o.outlier_method, o.outlier_threshold, o.strict) == ("iqr", 5.0, False)
+    assert (o.outlier_method, o.outlier_threshold, o.strict) == ("auto", None, False)
+    assert (o.outlier_k, o.quarantine_outliers) == (3.0, "gross")
+    assert ValidationOptions(outlier_method="iqr").outlier_k == 5.0
     assert (o.severities, tuple(o.not_null)) == ({}, ())
 
 
@@ -22,7 +24,7 @@ def test_defaults():
 BAD = [
     (
         {"outlier_method": "zscore"},
-        "outlier_method should be one of iqr, mad, none, but got outlier_method='zscore'",
+        "outlier_method should be one of auto, iqr, mad, none, but got outlier_method='zscore'",
     ),
     (
         {"near_constant_threshold": 1.5},

@@ -295,7 +295,8 @@ def test_public_names_resolve_and_old_private_names_stay():
     names = pipeline.profiling.__all__
     assert set(names) == {
         "EXACT_VALUES", "HISTOGRAM_BINS", "PROFILE_VERSION", "STAT_KINDS", "BatchSummary",
-        "ColumnProfile", "ColumnStats", "Profile", "RowSample", "column_kind", "profile",
+        "ColumnProfile", "ColumnStats", "Profile", "RowSample", "column_kind", "is_feature_type",
+        "profile",
         "to_numpy", "values_view",
     }  # fmt: skip
     for name in names:

@@ -171,7 +171,8 @@ def test_sample_data_quarantine_holds_the_documented_faults(name, faults, tmp_pa
         for r in row[REASONS]:
             assert r["value"] is not None and r["threshold"]
             if r["check"] == "outlier":
-                assert r["score"] > 5 and r["threshold"].startswith("[")
+                fence = report.fences[r["column"]]
+                assert r["score"] > fence.threshold and r["threshold"] == fence.describe()
 
 
 # -- safety of the writes ----------------------------------------------------------------------
@@ -188,11 +189,11 @@ def test_failed_run_leaves_no_output(tmp_path, dirty_parquet, monkeypatch):
     calls = {"n": 0}
     write = OutputSplitter.write
 
-    def failing_write(self, batch, failures):
+    def failing_write(self, batch, failures, scores=None):
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError("disk full")
-        write(self, batch, failures)
+        return write(self, batch, failures, scores)
 
     monkeypatch.setattr(OutputSplitter, "write", failing_write)
     with pytest.raises(OSError, match="disk full"):

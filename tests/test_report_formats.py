@@ -93,7 +93,9 @@ def test_junit_one_suite_one_case_per_column_check(sensors):
         assert f"{f.column}.{check_label(f)}" in names
     assert "humidity.nan" in names and "machine_id.constant" in names
     assert "machine_id.nan" not in names  # a string column has no NaN check
-    assert "rpm_setpoint.outlier" not in names  # zero IQR: no fences, no outlier check
+    # zero IQR: the default fences leave its point mass out, so it is checked, and passes
+    assert "rpm_setpoint.outlier" in names
+    assert ("outlier", "rpm_setpoint") not in {(f.check, f.column) for f in sensors.findings}
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["rows"] == "50000" and props["passed"] == "false"
 

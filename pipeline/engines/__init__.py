@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..errors import UsageError
 from ..options import ENGINES
-from ._run import ChunkNotes, Progress, RowRules, RowTally, Run, batch_schema
+from ._run import (
+    SAMPLE_ROWS,
+    ChunkNotes,
+    Progress,
+    RowRules,
+    RowTally,
+    Run,
+    batch_schema,
+    row_message,
+)
 
 if TYPE_CHECKING:
     from ..profiling import Profile
@@ -29,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENGINES",
     "RAY_MISSING",
+    "SAMPLE_ROWS",
     "ChunkNotes",
     "Engine",
     "Progress",
@@ -37,6 +47,7 @@ __all__ = [
     "Run",
     "batch_schema",
     "get_engine",
+    "row_message",
 ]
 
 #: the one-line error when the Ray engine is asked for without the extra

@@ -59,12 +59,13 @@ class LocalEngine:
             batch_schema(run.src),
             quarantine=run.outputs.get("quarantine"),
             clean=run.outputs.get("clean"),
+            scores=run.outputs.get("scores"),
         )
         try:
             for batch in self._batches(run, rules, chunks):
-                failures = rules.failures(batch)
+                failures, scores = rules.evaluate(batch)
                 tally.add(batch, failures)
-                quarantined = splitter.write(batch, failures)
+                quarantined = splitter.write(batch, failures, scores)
                 if quarantined is not None:
                     examples.add(quarantined)
                 run.tick(batch.num_rows)
@@ -86,7 +87,7 @@ class LocalEngine:
         if chunks is None:
             yield from run.src.iter_batches()
             return
-        suspect = None if run.outputs or self._notes is None else self._notes.suspect(rules.fences)
+        suspect = None if run.outputs or self._notes is None else self._notes.suspect(rules.bounds)
         for chunk in chunks:
             columns = None
             if suspect is not None:

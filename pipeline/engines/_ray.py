@@ -214,7 +214,7 @@ class RayEngine:
                     "would collide; give every row a unique id or drop the column"
                 )
             for name, folder in staging.items():
-                _publish(folder, targets[name], batch_schema(src), quarantine=name == "quarantine")
+                _publish(folder, targets[name], batch_schema(src), kind=name)
         except BaseException:
             for folder in staging.values():
                 shutil.rmtree(folder, ignore_errors=True)
@@ -440,9 +440,9 @@ def _check_block(
 ) -> pa.Table:
     """Apply the row rules to one block, write its output parts, return its tally."""
     batches = block.to_batches()
-    failures = [rules.failures(batch) for batch in batches]
+    evaluated = [rules.evaluate(batch) for batch in batches]
     tally = RowTally()
-    for batch, failed in zip(batches, failures, strict=True):
+    for batch, (failed, _) in zip(batches, evaluated, strict=True):
         tally.add(batch, failed)
     first, _ = _id_range(block)
     if folders and block.num_rows:
@@ -450,14 +450,16 @@ def _check_block(
         # No empty parts: a block without bad rows writes no quarantine part.
         quarantine = folders.get("quarantine") if tally.quarantined else None
         clean = folders.get("clean") if tally.quarantined < block.num_rows else None
+        scores = folders.get("scores")
         splitter = OutputSplitter(
             schema,
             quarantine=None if quarantine is None else os.path.join(quarantine, name),
             clean=None if clean is None else os.path.join(clean, name),
+            scores=None if scores is None else os.path.join(scores, name),
         )
         try:
-            for batch, failed in zip(batches, failures, strict=True):
-                splitter.write(batch, failed)
+            for batch, (failed, scored) in zip(batches, evaluated, strict=True):
+                splitter.write(batch, failed, scored)
             splitter.close()
         except BaseException:
             splitter.abort()
@@ -477,15 +479,12 @@ def _is_output_dir(path: Path) -> bool:
     return path.is_dir() and all(p.match(PART_GLOB) for p in path.iterdir())
 
 
-def _publish(staging: Path, target: Path, schema: pa.Schema, *, quarantine: bool) -> None:
+def _publish(staging: Path, target: Path, schema: pa.Schema, *, kind: str) -> None:
     """Move a finished staging directory to ``target``, replacing an earlier output."""
     for stray in staging.glob(".*"):  # temporary files of tasks that failed and were retried
         stray.unlink()
     if not any(staging.glob(PART_GLOB)):
         # An empty output is still a readable dataset: one part with the schema and no rows.
-        empty = staging / "part-000000000000.parquet"
-        splitter = OutputSplitter(
-            schema, quarantine=empty if quarantine else None, clean=None if quarantine else empty
-        )
+        splitter = OutputSplitter(schema, **{kind: staging / "part-000000000000.parquet"})
         splitter.close()
     publish_dir(staging, target)

@@ -19,9 +19,11 @@ import pyarrow as pa
 from ..checks import RowFailure, RowRule, row_ids
 from ..fences import Fences
 from ..findings import REASONS, Finding, Severities
+from ..joint import JointModel
 from ..options import ValidationOptions
 from ..profiling import BatchSummary
-from ..quarantine import bad_row_mask
+from ..quarantine import SCORES_SCHEMA, bad_row_mask
+from ..sentinels import Sentinel
 from ..source import ROW_ID, Chunk, Source
 
 if TYPE_CHECKING:
@@ -80,17 +82,21 @@ class ChunkNotes:
                 self.low[name][span] = np.minimum(self.low[name][span], s.min)
                 self.high[name][span] = np.maximum(self.high[name][span], s.max)
 
-    def suspect(self, fences: dict[str, Fences]) -> dict[str, np.ndarray]:
-        """Per column, the chunks where it can fail a row rule."""
+    def suspect(self, bounds: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
+        """Per column, the chunks where it can fail a row rule.
+
+        ``bounds`` maps a column to the range its values may span without
+        failing one (:attr:`RowRules.bounds`); NaN, inf and null fail anywhere.
+        """
         suspect = {name: bad.copy() for name, bad in self.bad.items()}
-        for name, fence in fences.items():
-            suspect[name] |= (self.low[name] < fence.low) | (self.high[name] > fence.high)
+        for name, (low, high) in bounds.items():
+            suspect[name] |= (self.low[name] < low) | (self.high[name] > high)
         return suspect
 
-    def needing_recheck(self, fences: dict[str, Fences]) -> np.ndarray:
+    def needing_recheck(self, bounds: dict[str, tuple[float, float]]) -> np.ndarray:
         """Per chunk, whether any column can fail a row rule there."""
         need = np.zeros(len(self.starts), dtype=bool)
-        for mask in self.suspect(fences).values():
+        for mask in self.suspect(bounds).values():
             need |= mask
         return need
 
@@ -109,13 +115,57 @@ def summary_from_state(state: dict[str, Any]) -> BatchSummary:
 class RowRules:
     """The row rules of pass 2, fixed once the profile is merged.
 
-    Closures over numbers and the schema plan, all of which pickle (with
-    cloudpickle), so the Ray engine ships the rules to its tasks as they are.
+    Closures over numbers, the schema plan and the joint model, all of which
+    pickle (with cloudpickle), so the Ray engine ships the rules to its tasks as
+    they are. ``joint`` is set only when pass 2 reads every row in full: each
+    row's joint score is then computed, reported (``joint_outlier``) and
+    written to the scores output.
     """
 
     rules: list[RowRule]
     options: ValidationOptions
     fences: dict[str, Fences]
+    sentinels: dict[str, list[Sentinel]] = field(default_factory=dict)
+    joint: JointModel | None = None
+    kinds: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def bounds(self) -> dict[str, tuple[float, float]]:
+        """Per column, the range of values that fails no fence or sentinel rule."""
+        out = {name: (f.low, f.high) for name, f in self.fences.items()}
+        for name, found in self.sentinels.items():
+            low, high = out.get(name, (-np.inf, np.inf))
+            for s in found:  # a sentinel lies beyond its column's other values
+                if s.side == "low":
+                    low = max(low, float(np.nextafter(s.value, np.inf)))
+                else:
+                    high = min(high, float(np.nextafter(s.value, -np.inf)))
+            out[name] = (low, high)
+        return out
+
+    def evaluate(self, batch: pa.RecordBatch) -> tuple[list[RowFailure], pa.RecordBatch | None]:
+        """The batch's row failures, and its rows' joint scores (``None`` without a model)."""
+        failures = self.failures(batch)
+        model = self.joint
+        if model is None:
+            return failures, None
+        z = model.standardise(batch, self.kinds)
+        score = model.score(z)
+        # The second tier: rows the first (quarantine) tier has not already taken.
+        above = (score > model.threshold) & ~bad_row_mask(batch.num_rows, failures)
+        if above.any() and self.options.severity("joint_outlier") is not None:
+            failures.append(
+                RowFailure(
+                    "joint_outlier", None, above, pa.array(score[above]),
+                    f"score > {model.threshold:g}", score[above],
+                    quarantine=self.options.quarantine_outliers == "joint",
+                )
+            )  # fmt: skip
+        scores = pa.RecordBatch.from_arrays(
+            [batch.column(ROW_ID), pa.array(score, pa.float64()), model.columns_of(z, score)],
+            schema=SCORES_SCHEMA,
+        )
+        return failures, scores
 
     def failures(self, batch: pa.RecordBatch) -> list[RowFailure]:
         """Every row failure of ``batch`` whose check is not switched off."""

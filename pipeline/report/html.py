@@ -144,7 +144,7 @@ def _settings(report: Report) -> list[tuple[str, str]]:
     out = [
         ("schema", report.schema or "none"),
         ("label", o.label or "none"),
-        ("outliers", f"{o.outlier_method}, threshold {o.outlier_threshold:g}"),
+        ("outliers", f"{o.outlier_method}, threshold {o.outlier_k:g}"),
         ("near-constant threshold", f"{o.near_constant_threshold:.2%}"),
         ("min class share", f"{o.min_class_share:.2%}"),
         ("max bad rows", "unset" if o.max_bad_rows is None else f"{o.max_bad_rows:.2%}"),

@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from ..findings import Finding
+from ..findings import REASONS, Finding
 from ..options import ValidationOptions
 
 if TYPE_CHECKING:
     from ..fences import Fences
+    from ..joint import JointSummary
     from ..profiling import Profile
+    from ..sentinels import Sentinel
 
 __all__ = ["REPORT_VERSION", "ExitCode", "Report"]
 
@@ -72,6 +74,11 @@ class Report:
         Every ``(column, check name)`` the run checked, passed or not, in
         report order (:func:`pipeline.checks.checks_run`); column ``None`` for
         dataset-level checks.
+    sentinels : dict of str to list of Sentinel
+        The placeholder values found, per column.
+    joint : JointSummary, optional
+        The joint score's distribution and top rows on the row sample
+        (``None`` when no joint score was fitted).
     """
 
     dataset: str
@@ -88,11 +95,20 @@ class Report:
     examples: list[dict[str, Any]] = field(default_factory=list)
     fences: dict[str, Fences] = field(default_factory=dict)
     checks_run: list[tuple[str | None, str]] = field(default_factory=list)
+    sentinels: dict[str, list[Sentinel]] = field(default_factory=dict)
+    joint: JointSummary | None = None
 
     @property
     def rows_clean(self) -> int:
         """Rows without a row-level finding (those the clean output holds)."""
         return self.rows - self.rows_quarantined
+
+    @property
+    def rows_reported(self) -> int:
+        """Rows reported as joint outliers and kept in the clean output (the second tier)."""
+        if self.options.quarantine_outliers == "joint":
+            return 0
+        return sum(f.count for f in self.findings if f.check == "joint_outlier")
 
     @property
     def errors(self) -> list[Finding]:
@@ -114,16 +130,15 @@ class Report:
 
     def fails(self, finding: Finding) -> bool:
         """Whether ``finding`` fails the gate under this run's options."""
-        return finding.severity == "error" or (
-            self.options.strict and finding.severity == "warning"
-        )
+        if finding.severity == "error":
+            return True
+        reason = REASONS.get(finding.check)
+        return self.options.strict and (reason is None or reason.gates)
 
     @property
     def passed(self) -> bool:
-        """The gate's verdict: no errors, and no warnings under ``strict``."""
-        if self.errors:
-            return False
-        return not (self.options.strict and self.warnings)
+        """The gate's verdict: no finding fails it (errors; warnings under ``strict``)."""
+        return not any(self.fails(f) for f in self.findings)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -163,6 +178,7 @@ class Report:
             "rows": self.rows,
             "rows_clean": self.rows_clean,
             "rows_quarantined": self.rows_quarantined,
+            "rows_reported": self.rows_reported,
             "findings": [f.to_dict() for f in self.findings],
             "columns": {name: self.profile.stats(name).to_dict() for name in self.profile.columns},
             "label": self.label,

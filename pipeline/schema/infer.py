@@ -117,7 +117,7 @@ def infer_schema(
 def _dataset_block(label: str | None, settings: dict[str, Any]) -> dict[str, Any]:
     defaults = ValidationOptions()
     block: dict[str, Any] = {} if label is None else {"label": label}
-    block.update({k: getattr(defaults, k) for k in _SETTINGS})
+    block.update({k: getattr(defaults, k) for k in _SETTINGS if getattr(defaults, k) is not None})
     block.update({k: v for k, v in settings.items() if v is not None})
     return block
 

@@ -143,18 +143,19 @@ def outliers(series: pd.Series, *, method: str, threshold: float) -> pd.Series:
 
 
 def fences(values: np.ndarray, method: str, threshold: float) -> tuple[float | None, float | None]:
-    """Robust outlier bounds of finite ``values`` (None when the spread is zero)."""
-    if method == "iqr":
-        q25, q75 = (float(v) for v in np.quantile(values, [0.25, 0.75]))
-        iqr = q75 - q25
-        if iqr <= 0:
-            return None, None
-        return q25 - threshold * iqr, q75 + threshold * iqr
-    median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median))) * 1.4826
-    if mad <= 0:
-        return None, None
-    return median - threshold * mad, median + threshold * mad
+    """Robust outlier bounds of finite ``values`` (None when the spread is zero).
+
+    The same rules as a validation run's (:mod:`pipeline.fences`), computed on these values.
+    """
+    from ..fences import auto_fences, fences_from
+
+    if method == "auto":
+        fence = auto_fences(values, *np.unique(values, return_counts=True), threshold)
+    else:
+        q25, median, q75 = (float(v) for v in np.quantile(values, [0.25, 0.5, 0.75]))
+        mad = float(np.median(np.abs(values - median)))
+        fence = fences_from(method, threshold, q25=q25, q75=q75, median=median, mad=mad)
+    return (None, None) if fence is None else (fence.low, fence.high)
 
 
 _FUNCTIONS = {

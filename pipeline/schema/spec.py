@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from ..errors import SchemaFileError
 from ..findings import REASONS, SEVERITY_CHOICES
-from ..options import DATASET_SETTINGS, OUTLIER_METHODS
+from ..options import DATASET_SETTINGS, OUTLIER_METHODS, QUARANTINE_OUTLIERS
 from ._yaml import KeyPath
 from .registered import STATISTICAL_CHECKS
 
@@ -523,6 +523,8 @@ _KIND_HELP = {
     "bool": "true or false",
     "column": "a column name",
     "fraction_or_null": "a fraction between 0 and 1, or null",
+    "positive_or_null": "a positive number, or null",
+    "quarantine_outliers": f"one of {', '.join(QUARANTINE_OUTLIERS)}",
     "severities": "a mapping of check name to error, warning or off",
     "str": "a string",
     "str_or_null": "a string",
@@ -548,6 +550,8 @@ _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     "bool": lambda v: isinstance(v, bool),
     "column": lambda v: isinstance(v, str),
     "fraction_or_null": lambda v: v is None or (_is_number(v) and 0.0 <= v <= 1.0),
+    "positive_or_null": lambda v: v is None or (_is_number(v) and v > 0 and math.isfinite(v)),
+    "quarantine_outliers": lambda v: v in QUARANTINE_OUTLIERS,
     "severities": lambda v: isinstance(v, dict),
     "str": lambda v: isinstance(v, str),
     "str_or_null": lambda v: v is None or isinstance(v, str),

@@ -1,0 +1,373 @@
+"""The joint row score: how unusual a row is as a combination of its numeric columns.
+
+Each numeric column is put on the scale where its bulk is roughly symmetric
+(the log scale that its :class:`~pipeline.fences.Fences` chose, if any) and
+standardised by its median and a robust spread. On those values a robust
+location and scatter are fitted to (at most :data:`FIT_ROWS` rows of) the
+profile's uniform row sample: a deterministic minimum-covariance-determinant
+search (concentration steps from the rows nearest the coordinatewise median,
+then one reweighting step), whose variance in each principal direction is
+raised, where it is smaller, to that of a Huber M-estimate of scatter. The
+MCD alone collapses onto the majority value of discrete and zero-heavy columns
+(a binary column's minority rows then all look far); the M-estimate does not
+collapse, and the floor keeps the MCD's resistance to masking elsewhere.
+
+The distance of a row is its robust Mahalanobis distance from that centre;
+rows far from the bulk in any direction score high, including those whose
+every value is ordinary on its own (a tall person of low weight). The score is
+that distance on a log scale, in robust standard deviations (1.4826 MAD)
+beyond the fitting rows' median: above :data:`JOINT_THRESHOLD` a row is a
+joint outlier. Measured on 23 healthy public tables and 9 with known outliers
+(``benchmarks/detection.py``).
+
+The model is fixed once the profile is merged and each row's score depends
+only on that row, so scores are the same at every batch size and on both
+engines. Scoring a batch is a few vectorised passes and one small matrix
+product per batch.
+
+Missing values (null, NaN, inf) count as the column's median: the row is
+judged on the columns it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .fences import Fences
+from .profiling import Profile, to_numpy, values_view
+from .source import ROW_ID
+
+__all__ = [
+    "FIT_ROWS",
+    "JOINT_THRESHOLD",
+    "MAX_JOINT_COLUMNS",
+    "JointModel",
+    "JointSummary",
+    "fit_joint",
+    "joint_summary",
+]
+
+#: score (robust standard deviations of the log distance beyond its median) above which
+#: a row is a joint outlier
+JOINT_THRESHOLD = 5.0
+#: sample rows the model is fitted on at most (an evenly spaced subset of the sample)
+FIT_ROWS = 20_000
+#: numeric columns the joint score uses at most (the first ones, in column order)
+MAX_JOINT_COLUMNS = 64
+#: share of the sample in the concentration steps' subset (the MCD's h / n)
+_SUBSET_SHARE = 0.75
+_MAX_STEPS = 30
+
+
+@dataclass(frozen=True)
+class JointModel:
+    """A fitted joint row score.
+
+    Parameters
+    ----------
+    columns : tuple of str
+        The columns the score uses, in order.
+    log : numpy.ndarray of bool
+        Per column, whether its values are taken on a log scale: ``log(x + shift)``.
+    shift, floor : numpy.ndarray
+        Per log-scale column, what is added before the log, and the least value
+        the sum is raised to (so values at or below ``-shift`` sit far below the bulk).
+    center, spread : numpy.ndarray
+        Per column, the median and robust spread that standardise it.
+    location : numpy.ndarray
+        The robust centre of the standardised rows.
+    whitening : numpy.ndarray
+        ``W`` with ``W @ W.T`` the inverse of the robust scatter: a row's squared
+        distance is ``|(z - location) @ W|^2``.
+    distance_median, distance_spread : float
+        Median and robust spread of the fitting rows' log distances; the score
+        is a row's log distance in those units beyond the median (see :meth:`score`).
+    threshold : float
+        Scores above it are joint outliers.
+    """
+
+    columns: tuple[str, ...]
+    log: np.ndarray
+    shift: np.ndarray
+    floor: np.ndarray
+    center: np.ndarray
+    spread: np.ndarray
+    location: np.ndarray
+    whitening: np.ndarray
+    distance_median: float
+    distance_spread: float
+    threshold: float = JOINT_THRESHOLD
+
+    def standardise(self, table: pa.RecordBatch | pa.Table, kinds: dict[str, str]) -> np.ndarray:
+        """The rows' standardised values, shape ``(rows, columns)``; missing values are 0."""
+        z = np.empty((table.num_rows, len(self.columns)), dtype=np.float64)
+        for j, name in enumerate(self.columns):
+            z[:, j] = _column_values(table.column(name), kinds[name])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z += self.shift
+            np.log(np.maximum(z, self.floor), out=z, where=self.log)
+            z -= self.center
+            z /= self.spread
+        z[~np.isfinite(z)] = 0.0
+        # Far is far: beyond 10^4 robust spreads the exact distance says nothing more, and
+        # bounded values keep the scatter's arithmetic finite.
+        np.clip(z, -1e4, 1e4, out=z)
+        return z
+
+    def distance(self, z: np.ndarray) -> np.ndarray:
+        """Robust Mahalanobis distance of standardised rows from the centre."""
+        w = (z - self.location) @ self.whitening
+        return np.sqrt(np.einsum("ij,ij->i", w, w))
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        """The rows' scores: robust spreads of log distance beyond the fitting rows' median."""
+        with np.errstate(divide="ignore"):
+            return (np.log(self.distance(z)) - self.distance_median) / self.distance_spread
+
+    def top_column(self, z: np.ndarray) -> np.ndarray:
+        """Per row, the index of the column that adds most to its squared distance."""
+        w = (z - self.location) @ self.whitening
+        contribution = (z - self.location) * (w @ self.whitening.T)
+        return np.argmax(contribution, axis=1)
+
+    def columns_of(self, z: np.ndarray, score: np.ndarray) -> pa.Array:
+        """Per row, the top column's name for rows above the threshold, else null."""
+        out = np.full(score.shape[0], None, dtype=object)
+        above = np.flatnonzero(score > self.threshold)
+        if above.size:
+            names = np.array(self.columns, dtype=object)
+            out[above] = names[self.top_column(z[above])]
+        return pa.array(out, pa.string())
+
+
+@dataclass(frozen=True)
+class JointSummary:
+    """What the report shows of the joint score: its distribution and top rows on the sample.
+
+    Parameters
+    ----------
+    threshold : float
+        Scores above it are joint outliers.
+    columns : tuple of str
+        The columns the score uses.
+    sampled : int
+        Rows of the uniform row sample scored (every row when the dataset is that small).
+    above : int
+        Sampled rows scoring above the threshold that the quarantine tier keeps.
+    edges, counts : list
+        A histogram of the sampled rows' scores.
+    top : list of dict
+        The highest-scoring sampled rows the quarantine tier keeps,
+        ``{"row_id", "score", "column"}``, highest first.
+    first : list of int
+        The first few row ids (in row order) of the sampled joint outliers.
+    """
+
+    threshold: float
+    columns: tuple[str, ...]
+    sampled: int
+    above: int
+    edges: list[float]
+    counts: list[int]
+    top: list[dict[str, Any]]
+    first: list[int]
+
+
+def joint_summary(
+    model: JointModel,
+    profile: Profile,
+    quarantined: Callable[[pa.RecordBatch], np.ndarray] | None = None,
+    top: int = 10,
+) -> JointSummary:
+    """Score the profile's row sample with ``model``: the report's view of the joint score.
+
+    ``quarantined`` marks the rows of a batch the quarantine tier takes; they are
+    not counted or shown as joint outliers (they are reported for their own reasons).
+    """
+    sample = profile.sample.table()
+    kinds = {name: profile.columns[name].kind for name in model.columns}
+    z = model.standardise(sample, kinds)
+    score = model.score(z)
+    kept = np.ones(sample.num_rows, dtype=bool)
+    if quarantined is not None and sample.num_rows:
+        kept = ~quarantined(sample.combine_chunks().to_batches()[0])
+    finite = np.isfinite(score)
+    counts, edges = np.histogram(score[finite], bins=40) if finite.any() else ([], [])
+    order = np.argsort(-np.where(finite & kept, score, -np.inf), kind="stable")[:top]
+    order = order[kept[order]]
+    columns = model.columns_of(z[order], score[order]).to_pylist()
+    ids = sample.column(ROW_ID).to_numpy()[order]
+    rows = [
+        {"row_id": int(i), "score": float(score[j]), "column": c}
+        for i, j, c in zip(ids, order, columns, strict=True)
+    ]
+    above = (score > model.threshold) & kept
+    first = sample.column(ROW_ID).to_numpy()[above][:5].tolist()  # the sample is in row order
+    return JointSummary(
+        model.threshold, model.columns, sample.num_rows, int(above.sum()),
+        [float(e) for e in edges], [int(c) for c in counts], rows, first,
+    )  # fmt: skip
+
+
+def fit_joint(
+    profile: Profile,
+    columns: Sequence[str],
+    fences: dict[str, Fences],
+    threshold: float = JOINT_THRESHOLD,
+) -> JointModel | None:
+    """Fit the joint score on ``profile``'s row sample over ``columns``.
+
+    Parameters
+    ----------
+    profile : Profile
+        The merged profile.
+    columns : sequence of str
+        Numeric columns to use (the first :data:`MAX_JOINT_COLUMNS` with a spread).
+    fences : dict of str to Fences
+        The run's fences: a column judged on a log scale is taken on one here too.
+    threshold : float
+        Score above which a row is a joint outlier.
+
+    Returns
+    -------
+    JointModel or None
+        ``None`` when fewer than two columns have a spread or the sample is too
+        small for the search (at most one row per column, or fewer than 8 rows).
+    """
+    sample = profile.sample.table()
+    if sample.num_rows < 8:
+        return None
+    if sample.num_rows > FIT_ROWS:  # any value-blind subset of a uniform sample is uniform
+        sample = sample.take(np.linspace(0, sample.num_rows - 1, FIT_ROWS).astype(np.int64))
+    kinds = {name: profile.columns[name].kind for name in columns}
+    chosen: list[str] = []
+    log, shift, floor, center, spread = [], [], [], [], []
+    for name in columns:
+        x = _column_values(sample.column(name), kinds[name])
+        fence = fences.get(name)
+        logged = fence is not None and fence.scale == "log"
+        if fence is not None and logged:
+            x = fence.transform(x)
+        finite = x[np.isfinite(x)]
+        s = _robust_spread(finite)
+        if s > 0 and finite.size:
+            chosen.append(name)
+            log.append(logged)
+            shift.append(fence.shift if fence is not None and logged else 0.0)
+            floor.append(float(np.exp(fence.lower_anchor)) * 1e-12 if fence and logged else 0.0)
+            center.append(float(np.median(finite)))
+            spread.append(s)
+        if len(chosen) == MAX_JOINT_COLUMNS:
+            break
+    p = len(chosen)
+    if p < 2 or sample.num_rows <= 2 * p:
+        return None
+    arrays = [np.array(a, dtype=np.float64) for a in (shift, floor, center, spread)]
+    model = JointModel(
+        tuple(chosen),
+        np.array(log, dtype=bool),
+        *arrays,
+        np.zeros(p),
+        np.eye(p),
+        0.0,
+        1.0,
+        threshold,
+    )
+    z = model.standardise(sample, kinds)
+    location, whitening = _robust_fit(z)
+    model = replace(model, location=location, whitening=whitening)
+    with np.errstate(divide="ignore"):
+        d = np.log(model.distance(z))
+    d = d[np.isfinite(d)]
+    median = float(np.median(d)) if d.size else 0.0
+    mad = float(np.median(np.abs(d - median))) * 1.4826 if d.size else 0.0
+    return replace(model, distance_median=median, distance_spread=mad if mad > 0 else 1.0)
+
+
+def _column_values(arr: pa.ChunkedArray | pa.Array, kind: str) -> np.ndarray:
+    """A column as float64 with NaN where a value is missing."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    view = values_view(arr, kind)
+    if view.null_count:
+        view = pc.fill_null(view.cast(pa.float64()), float("nan"))
+    return to_numpy(view).astype(np.float64, copy=False)
+
+
+def _robust_spread(x: np.ndarray) -> float:
+    """A robust standard deviation: from the IQR, else the 1st-99th percentile range."""
+    if x.size < 2:
+        return 0.0
+    q01, q25, q75, q99 = np.quantile(x, [0.01, 0.25, 0.75, 0.99])
+    for width, normal in ((q75 - q25, 1.349), (q99 - q01, 4.653), (x.max() - x.min(), 6.0)):
+        if width > 0:
+            return float(width / normal)
+    return 0.0
+
+
+def _robust_fit(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Location and whitening matrix of the rows ``z``: MCD, floored by a Huber M-estimate."""
+    from scipy.stats import chi2
+
+    n, p = z.shape
+    h = max(int(np.ceil(_SUBSET_SHARE * n)), p + 1)
+    # Concentration steps from the rows nearest the coordinatewise median (z is centred on it).
+    subset = np.argpartition(np.einsum("ij,ij->i", z, z), h - 1)[:h]
+    for _ in range(_MAX_STEPS):
+        location, scatter = _moments(z[subset])
+        new = np.argpartition(_squared(z, location, scatter), h - 1)[:h]
+        if np.array_equal(np.sort(new), np.sort(subset)):
+            break
+        subset = new
+    # Reweight: refit on every row within the 97.5% chi-square region of the raw fit,
+    # with the raw fit scaled so its median distance matches the chi-square median.
+    d2 = _squared(z, location, scatter)
+    d2 *= chi2.ppf(0.5, p) / max(float(np.median(d2)), 1e-300)
+    inliers = d2 <= chi2.ppf(0.975, p)
+    if inliers.sum() > p:
+        location, scatter = _moments(z[inliers])
+    # Floor each principal variance at the Huber M-estimate's variance in that direction.
+    values, vectors = np.linalg.eigh(scatter)
+    floor = np.einsum("ij,ik,kj->j", vectors, _huber_scatter(z), vectors)
+    values = np.maximum(values, floor)
+    return location, vectors / np.sqrt(np.maximum(values, _ridge(values)))
+
+
+def _huber_scatter(z: np.ndarray, steps: int = 20) -> np.ndarray:
+    """A Huber-type M-estimate of scatter (weights min(1, q / d^2), q the 90% chi-square point)."""
+    from scipy.stats import chi2
+
+    p = z.shape[1]
+    q = chi2.ppf(0.9, p)
+    location = np.median(z, axis=0)
+    scatter = np.cov(np.clip(z, -3.0, 3.0), rowvar=False).reshape(p, p)
+    for _ in range(steps):
+        d2 = _squared(z, location, scatter)
+        w = np.minimum(1.0, q / np.maximum(d2, 1e-12))
+        location = (w[:, None] * z).sum(axis=0) / w.sum()
+        centred = (z - location) * np.sqrt(w)[:, None]
+        scatter = centred.T @ centred / w.sum()
+    return scatter
+
+
+def _moments(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of ``rows``."""
+    return rows.mean(axis=0), np.cov(rows, rowvar=False).reshape(rows.shape[1], rows.shape[1])
+
+
+def _ridge(values: np.ndarray) -> float:
+    """A tiny variance that keeps a flat direction finite."""
+    return 1e-6 * max(float(np.mean(np.abs(values))), 1e-12)
+
+
+def _squared(z: np.ndarray, location: np.ndarray, scatter: np.ndarray) -> np.ndarray:
+    """Squared Mahalanobis distances of the rows ``z`` (non-finite ones count as very far)."""
+    values, vectors = np.linalg.eigh(scatter)
+    w = (z - location) @ (vectors / np.sqrt(np.maximum(values, _ridge(values))))
+    return np.nan_to_num(np.einsum("ij,ij->i", w, w), nan=np.inf)
