@@ -228,27 +228,14 @@ RowRule = Callable[[pa.RecordBatch], list[RowFailure]]
 def non_finite_rule(columns: Sequence[str]) -> RowRule:
     """NaN and +/-inf in the given floating columns."""
 
-    def rule(batch: pa.RecordBatch) -> list[RowFailure]:
-        out: list[RowFailure] = []
-        present = set(batch.schema.names)  # pass 2 may read only some columns
-        for name in columns:
-            if name not in present:
-                continue
-            arr = batch.column(name)
-            x = _float_values(arr)
-            if x is None:
-                continue
-            with np.errstate(invalid="ignore", over="ignore"):
-                if np.isfinite(np.add.reduce(x, dtype=np.float64)):
-                    continue
-            nan = np.isnan(x)
-            inf = np.isinf(x)
-            for check, mask in (("nan", nan), ("inf", inf)):
-                if mask.any():
-                    out.append(RowFailure(check, name, mask, pa.array(x[mask]), "finite"))
-        return out
+    def failures(name: str, x: np.ndarray, present: np.ndarray) -> list[RowFailure]:
+        with np.errstate(invalid="ignore", over="ignore"):
+            if np.isfinite(np.add.reduce(x, dtype=np.float64)):
+                return []  # the cheap whole-column test first
+        masks = (("nan", np.isnan(x)), ("inf", np.isinf(x)))
+        return [RowFailure(c, name, m, pa.array(x[m]), "finite") for c, m in masks if m.any()]
 
-    return rule
+    return _per_column_rule(list(columns), dict.fromkeys(columns, "numeric"), failures)
 
 
 def null_rule(columns: Sequence[str]) -> RowRule:
@@ -288,25 +275,16 @@ def column_sentinels(profile: Profile, options: ValidationOptions) -> dict[str, 
 
 def sentinel_rule(sentinels: dict[str, list[Sentinel]], kinds: dict[str, str]) -> RowRule:
     """Rows holding one of their column's sentinel values."""
-    values = {name: np.array([s.value for s in found]) for name, found in sentinels.items()}
+    codes = _codes(sentinels)
     described = {name: ", ".join(s.describe() for s in found) for name, found in sentinels.items()}
 
-    def rule(batch: pa.RecordBatch) -> list[RowFailure]:
-        out: list[RowFailure] = []
-        present = set(batch.schema.names)  # pass 2 may read only some columns
-        for name, codes in values.items():
-            if name not in present:
-                continue
-            arr = batch.column(name)
-            x = _numeric_values(arr, kinds[name])
-            mask = np.isin(x, codes)
-            if arr.null_count:
-                mask &= ~_bool_numpy(pc.is_null(arr))
-            if mask.any():
-                out.append(RowFailure("sentinel", name, mask, pa.array(x[mask]), described[name]))
-        return out
+    def failures(name: str, x: np.ndarray, present: np.ndarray) -> list[RowFailure]:
+        mask = np.isin(x, codes[name]) & present
+        if not mask.any():
+            return []
+        return [RowFailure("sentinel", name, mask, pa.array(x[mask]), described[name])]
 
-    return rule
+    return _per_column_rule(list(sentinels), kinds, failures)
 
 
 def outlier_rule(
@@ -315,31 +293,50 @@ def outlier_rule(
     sentinels: dict[str, list[Sentinel]] | None = None,
 ) -> RowRule:
     """Values outside each column's fences (a column's sentinel values are not outliers)."""
-    codes = {name: np.array([s.value for s in found]) for name, found in (sentinels or {}).items()}
+    codes = _codes(sentinels or {})
+
+    def failures(name: str, x: np.ndarray, present: np.ndarray) -> list[RowFailure]:
+        fence = fences[name]
+        # NaN compares false on both sides, so only finite values and inf can trip;
+        # inf is reported as `inf`, not as an outlier.
+        with np.errstate(invalid="ignore"):
+            mask = ((x < fence.low) | (x > fence.high)) & np.isfinite(x) & present
+        if name in codes and mask.any():
+            mask &= ~np.isin(x, codes[name])
+        if not mask.any():
+            return []
+        vals = x[mask].astype(np.float64)
+        return [
+            RowFailure("outlier", name, mask, pa.array(vals), fence.describe(), fence.score(vals))
+        ]
+
+    return _per_column_rule(list(fences), kinds, failures)
+
+
+def _codes(sentinels: dict[str, list[Sentinel]]) -> dict[str, np.ndarray]:
+    return {name: np.array([s.value for s in found]) for name, found in sentinels.items()}
+
+
+def _per_column_rule(
+    columns: list[str],
+    kinds: dict[str, str],
+    failures: Callable[[str, np.ndarray, np.ndarray], list[RowFailure]],
+) -> RowRule:
+    """A rule asking ``failures(column, values, non-null mask)`` of each column of a batch.
+
+    Values are numpy (nulls as 0, and masked out of the non-null mask); a
+    column the batch lacks is skipped, since pass 2 may read only some columns.
+    """
 
     def rule(batch: pa.RecordBatch) -> list[RowFailure]:
         out: list[RowFailure] = []
         present = set(batch.schema.names)  # pass 2 may read only some columns
-        for name, fence in fences.items():
+        for name in columns:
             if name not in present:
                 continue
             arr = batch.column(name)
-            x = _numeric_values(arr, kinds[name])
-            # NaN compares false on both sides, so only finite values and inf can trip;
-            # inf is reported as `inf`, not as an outlier.
-            with np.errstate(invalid="ignore"):
-                mask = ((x < fence.low) | (x > fence.high)) & np.isfinite(x)
-            if arr.null_count:
-                mask &= ~_bool_numpy(pc.is_null(arr))
-            if name in codes and mask.any():
-                mask &= ~np.isin(x, codes[name])
-            if mask.any():
-                vals = x[mask].astype(np.float64)
-                out.append(
-                    RowFailure(
-                        "outlier", name, mask, pa.array(vals), fence.describe(), fence.score(vals)
-                    )
-                )
+            valid = ~_bool_numpy(pc.is_null(arr)) if arr.null_count else np.ones(len(arr), bool)
+            out += failures(name, _numeric_values(arr, kinds[name]), valid)
         return out
 
     return rule
@@ -349,15 +346,6 @@ def _numeric_values(arr: pa.Array, kind: str) -> np.ndarray:
     """A numeric column's values as numpy (nulls as 0: callers mask them out)."""
     view = values_view(arr, kind)
     return to_numpy(pc.fill_null(view, 0) if arr.null_count else view)
-
-
-def _float_values(arr: pa.Array) -> np.ndarray | None:
-    if pa.types.is_dictionary(arr.type) or not pa.types.is_floating(arr.type):
-        return None
-    if arr.null_count:
-        # Nulls are not NaN: fill them with 0 so positions line up and they do not count.
-        arr = pc.fill_null(arr, 0)
-    return arr.to_numpy(zero_copy_only=False)
 
 
 def _bool_numpy(arr: pa.Array) -> np.ndarray:

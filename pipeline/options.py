@@ -113,11 +113,15 @@ class ValidationOptions:
     not_null: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.outlier_method not in OUTLIER_METHODS:
-            raise UsageError(
-                f"outlier_method should be one of {', '.join(OUTLIER_METHODS)}, "
-                f"but got outlier_method={self.outlier_method!r}"
-            )
+        for name, choices in (
+            ("outlier_method", OUTLIER_METHODS),
+            ("quarantine_outliers", QUARANTINE_OUTLIERS),
+        ):
+            if getattr(self, name) not in choices:
+                raise UsageError(
+                    f"{name} should be one of {', '.join(choices)}, "
+                    f"but got {name}={getattr(self, name)!r}"
+                )
         for name in ("near_constant_threshold", "min_class_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -130,11 +134,6 @@ class ValidationOptions:
         if self.outlier_threshold is not None and not self.outlier_threshold > 0:
             raise UsageError(
                 f"outlier_threshold should be positive, but got {self.outlier_threshold!r}"
-            )
-        if self.quarantine_outliers not in QUARANTINE_OUTLIERS:
-            raise UsageError(
-                f"quarantine_outliers should be one of {', '.join(QUARANTINE_OUTLIERS)}, "
-                f"but got quarantine_outliers={self.quarantine_outliers!r}"
             )
         for name in ("batch_size", "sample_size"):
             value = getattr(self, name)
