@@ -25,6 +25,7 @@ from .options import (
     DEFAULT_BATCH_SIZE,
     ENGINES,
     OUTLIER_METHODS,
+    QUARANTINE_OUTLIERS,
     ValidationOptions,
 )
 from .report.model import ExitCode
@@ -76,6 +77,12 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
     help="Write all other rows here (.parquet, or .arrow/.feather for the loader; "
     "with --engine ray: a directory of parquet parts).",
 )
+@click.option(
+    "--scores",
+    type=click.Path(path_type=str),
+    help="Write every row's joint score here (.parquet: _row_id, score, column; "
+    "with --engine ray: a directory of parquet parts).",
+)
 @_file_option("--report", "report_path", help="Write a self-contained HTML report here (.html).")
 @_file_option("--profile-out", help="Write the mergeable column profile as JSON.")
 @click.option(
@@ -103,14 +110,21 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
     type=click.Choice(OUTLIER_METHODS),
     default=_DEFAULTS.outlier_method,
     show_default=True,
-    help="Robust outlier score.",
+    help="auto: each column on the scale where its bulk is symmetric; iqr, mad: the classic rules.",
 )
 @click.option(
     "--outlier-threshold",
     type=float,
-    default=_DEFAULTS.outlier_threshold,
+    help="Spreads beyond the 1st/99th percentile (auto, default 3), IQRs beyond the "
+    "quartiles (iqr, default 5) or robust z (mad, default 5) that make an outlier.",
+)
+@click.option(
+    "--quarantine-outliers",
+    type=click.Choice(QUARANTINE_OUTLIERS),
+    default=_DEFAULTS.quarantine_outliers,
     show_default=True,
-    help="IQRs beyond the quartiles (iqr) or robust z (mad) that make an outlier.",
+    help="gross: quarantine values beyond the fences and report joint outliers; "
+    "joint: quarantine joint outliers too.",
 )
 @_fraction_option(
     "--min-class-share",

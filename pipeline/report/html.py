@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ._common import check_label, number, rows_affected
@@ -109,6 +110,7 @@ def render(report: Report) -> str:
         "findings": [_finding(report, f, index) for f in _ordered(report)],
         "examples": [_example(e, index) for e in examples],
         "label": _label(report),
+        "joint": _joint(report, index),
         "columns": columns,
         "flagged": [c for c in columns if c["findings"]],
         "settings": _settings(report),
@@ -284,7 +286,7 @@ def _column(
         "open": False,
         "stats": stats,
         "missing": [(what, number(n)) for what, n in missing],
-        "histogram": _histogram(st, fence, missing),
+        "histogram": _histogram(st, _fence_lines(fence), missing),
         "fences": fences_text,
         "top_values": _top_values(report, name),
     }
@@ -316,8 +318,8 @@ def _top_values(report: Report, name: str) -> list[dict[str, str]] | None:
     ]
 
 
-def _histogram(st: Any, fence: Fences | None, missing: list[tuple[str, int]]) -> Any:
-    """SVG geometry of a column's histogram: bar path, special bins, fence markers."""
+def _histogram(st: Any, lines: list[tuple[str, float]], missing: list[tuple[str, int]]) -> Any:
+    """SVG geometry of a histogram: bar path, special bins, marker lines (title, value)."""
     hist = st.histogram
     if not hist or not hist.get("counts"):
         return None
@@ -362,22 +364,20 @@ def _histogram(st: Any, fence: Fences | None, missing: list[tuple[str, int]]) ->
         )
         x += _SPECIAL_W
     marks = []
-    if fence is not None:
-        for side, v in (("low", fence.low), ("high", fence.high)):
-            title = f"{side} outlier fence {number(v)}"
-            if lo <= v <= hi and hi > lo:
-                marks.append({"kind": "line", "x": f"{x_of(v):.1f}", "title": title})
-            else:
-                # Off the histogram's range: a marker at the edge it lies beyond.
-                edge = _LEFT if v < lo else _LEFT + _W
-                marks.append(
-                    {
-                        "kind": "off",
-                        "x": f"{edge:.1f}",
-                        "points": _arrow(edge, v < lo),
-                        "title": title + " (off scale)",
-                    }
-                )
+    for title, v in lines:
+        if lo <= v <= hi and hi > lo:
+            marks.append({"kind": "line", "x": f"{x_of(v):.1f}", "title": title})
+        else:
+            # Off the histogram's range: a marker at the edge it lies beyond.
+            edge = _LEFT if v < lo else _LEFT + _W
+            marks.append(
+                {
+                    "kind": "off",
+                    "x": f"{edge:.1f}",
+                    "points": _arrow(edge, v < lo),
+                    "title": title + " (off scale)",
+                }
+            )
     low_label = st.min if st.kind == "temporal" else number(lo)
     high_label = st.max if st.kind == "temporal" else number(hi)
     return {
@@ -394,6 +394,39 @@ def _histogram(st: Any, fence: Fences | None, missing: list[tuple[str, int]]) ->
         "max_count": number(max(counts)),
         "specials": specials,
         "marks": marks,
+    }
+
+
+def _fence_lines(fence: Fences | None) -> list[tuple[str, float]]:
+    if fence is None:
+        return []
+    return [
+        (f"{side} outlier fence {number(v)}", v)
+        for side, v in (("low", fence.low), ("high", fence.high))
+    ]
+
+
+def _joint(report: Report, index: dict[str, int]) -> dict[str, Any] | None:
+    """The joint-score section: the sample's score histogram and its top rows."""
+    joint = report.joint
+    if joint is None:
+        return None
+    stats = SimpleNamespace(
+        histogram={"edges": joint.edges, "counts": joint.counts}, kind="numeric"
+    )
+    line = [(f"joint-outlier threshold {number(joint.threshold)}", joint.threshold)]
+    top = [
+        {**r, "score": number(round(r["score"], 3)), "anchor": index.get(r["column"] or "")}
+        for r in joint.top
+    ]
+    return {
+        "columns": joint.columns,
+        "threshold": number(joint.threshold),
+        "sampled": number(joint.sampled),
+        "estimated": joint.sampled < report.rows,
+        "reported": number(report.rows_reported),
+        "histogram": _histogram(stats, line, []),
+        "top": top,
     }
 
 

@@ -53,6 +53,7 @@ def _lines(report: Report) -> list[str]:
         f"{len(report.profile.columns)} columns",
         f"{report.rows_clean:,} clean",
         f"{report.rows_quarantined:,} quarantined",
+        *([f"{report.rows_reported:,} reported (kept)"] if report.rows_reported else []),
         f"{len(report.errors)} error{'s' * (len(report.errors) != 1)}",
         f"{len(report.warnings)} warning{'s' * (len(report.warnings) != 1)}",
     ]

@@ -24,6 +24,7 @@ def renderables(report: Report) -> list[Any]:
     head.append(
         f"  {report.rows:,} rows, {len(report.profile.columns)} columns; "
         f"{report.rows_clean:,} clean, {report.rows_quarantined:,} quarantined"
+        + (f", {report.rows_reported:,} reported (kept)" if report.rows_reported else "")
     )
     out.append(head)
     if not report.findings:
