@@ -83,7 +83,8 @@ def warm_cache(path: Path) -> None:
 
 
 # -- timing in this process ---------------------------------------------------------------------
-def _rotated(names: list[str], turn: int) -> list[str]:
+def rotated(names: list[str], turn: int) -> list[str]:
+    """``names`` rotated by ``turn`` places: the order of turn ``turn`` of an interleaved run."""
     k = turn % len(names)
     return names[k:] + names[:k]
 
@@ -102,7 +103,7 @@ def time_calls(
     for r in range(warmup + rounds):
         got_wall: Round = {}
         got_cpu: Round = {}
-        for name in _rotated(names, r):
+        for name in rotated(names, r):
             started, started_cpu = time.perf_counter(), time.process_time()
             fns[name]()
             got_wall[name] = time.perf_counter() - started
@@ -214,7 +215,7 @@ def interleaved(
             loop.warm(warmup)
         names = list(loops)
         for turn in range(max(batches // chunk, 1)):
-            for name in _rotated(names, turn):
+            for name in rotated(names, turn):
                 loops[name].run((short or {}).get(name, chunk), per == "row")
         if per == "row":
             got_wall = {k: v.rows / v.wall for k, v in loops.items()}

@@ -1,4 +1,4 @@
-"""Scan benchmarks: batchguard's full validation against the raw read and pandera.
+"""Scan benchmarks: batchguard's full validation against the raw read and its peers.
 
 Every measurement runs in a fresh subprocess, the variants are interleaved
 round by round (so a noisy moment hits all of them alike), and ratios are
@@ -13,21 +13,32 @@ Variants (all on the same parquet file, page cache warmed first):
 ``source_stream``   ``pipeline.Source(path).iter_batches()`` consumed (adds ``_row_id``)
 ``profile``         ``pipeline.profile(path)``: pass 1 alone (mergeable stats + row sample)
 ``validate``        ``pipeline.validate(path, label="label")``: both passes, no outputs
+``validate_prev``   the same with the previous release's outlier judgement
+                    (:data:`PREVIOUS_DEFAULTS`: 5-IQR fences, sentinels and the joint
+                    score off), to price the new defaults
 ``cli``             ``validate PATH --label label --format json -o FILE`` end to end
                     (process wall time, interpreter start-up and imports included)
 ``pandera``         ``pq.read_table(path).to_pandas()`` then a pandera
                     ``DataFrameSchema`` over the 32 float columns (non-null,
                     finite, ``in_range(-1000, 1000)``), ``validate(lazy=True)``
+``polars_lazy``     a hand-written polars lazy scan of the same per-column statistics
+                    (:func:`polars_statistics`; exact quantiles, in-memory engine)
+``duckdb_summarize`` DuckDB ``SUMMARIZE`` of the file on 2 threads (not in the default
+                    set: about a minute per run on 2 cores; add it with ``--variants``)
 ``baseline``        imports only (numpy, pyarrow, ``pipeline.validate``): the RSS floor
 
 Times of in-process variants are measured inside the child around the work
-only (imports excluded); ``cli`` is the whole process.
+only (imports excluded); ``cli`` is the whole process. Each run also keeps its
+whole process's wall time (``process_wall_s``: start-up and imports included),
+and the ratios are given both ways.
 
 Usage::
 
     python benchmarks/bench_scan.py                       # 5M file, 5 rounds, + 20M RSS check
     python benchmarks/bench_scan.py --data benchmarks/data/bench_small.parquet --big none --reps 3
     python benchmarks/bench_scan.py --quick               # smoke run: 20k rows, 1 round
+    python benchmarks/bench_scan.py --big none --reps 7 \
+        --variants pyarrow_stream,source_stream,validate,validate_prev,polars_lazy,duckdb_summarize
 """
 
 from __future__ import annotations
@@ -44,7 +55,65 @@ import _harness as h
 
 FLOATS = [f"f{i:02d}" for i in range(32)]
 
-MAIN_VARIANTS = ["pyarrow_stream", "source_stream", "profile", "validate", "cli", "pandera"]
+MAIN_VARIANTS = [
+    "pyarrow_stream", "source_stream", "profile", "validate", "validate_prev", "cli", "pandera",
+    "polars_lazy",
+]  # fmt: skip
+#: every variant ``--variants`` accepts (besides the imports-only ``baseline``)
+VARIANTS = [*MAIN_VARIANTS, "duckdb_summarize"]
+#: the options that give the previous release's outlier judgement: 5-IQR fences per
+#: column, no sentinels, no joint row score (``validate_prev``)
+PREVIOUS_DEFAULTS = {
+    "outlier_method": "iqr",
+    "severities": {"sentinel": "off", "joint_outlier": "off"},
+}
+#: quantiles the polars peer computes per numeric column (those the profile reports)
+QUARTILES = [0.25, 0.5, 0.75]
+
+
+def polars_statistics(schema: Any) -> list[Any]:
+    """Polars expressions for the statistics ``validate`` profiles, per column.
+
+    For every column: rows, nulls and the top value's share of the present values; for
+    float columns also NaN, +inf and -inf counts, with the rest taken over the finite
+    values; for numeric columns count, min, max, mean, standard deviation and the
+    quartiles. Written as a careful user would: each column is filtered and sorted once
+    (polars shares the common subexpressions), the quartiles come from that sorted
+    column in one call, and a float column's top value from its longest run of equal
+    sorted values, which avoids hashing millions of distinct floats (4-8x slower here).
+    """
+    import polars as pl
+
+    exprs = []
+    for name, dtype in schema.items():
+        col = pl.col(name)
+        exprs += [col.len().alias(f"{name}:rows"), col.null_count().alias(f"{name}:nulls")]
+        if dtype.is_float():
+            exprs += [
+                col.is_nan().sum().alias(f"{name}:nan"),
+                (col == float("inf")).sum().alias(f"{name}:posinf"),
+                (col == float("-inf")).sum().alias(f"{name}:neginf"),
+            ]
+            present = col.filter(col.is_finite())
+            ordered = present.sort()
+            top = ordered.rle().struct.field("len").max()
+        else:  # few distinct values (labels, categories): counting them is cheap
+            present = col.drop_nulls()
+            ordered = present.sort() if dtype.is_numeric() else present
+            top = present.unique_counts().max()
+        exprs += [
+            present.count().alias(f"{name}:count"),
+            (top / present.count()).alias(f"{name}:top_share"),
+        ]
+        if dtype.is_numeric():
+            exprs += [
+                present.min().alias(f"{name}:min"),
+                present.max().alias(f"{name}:max"),
+                present.mean().alias(f"{name}:mean"),
+                present.std().alias(f"{name}:std"),
+                ordered.quantile(QUARTILES, "linear").alias(f"{name}:quartiles"),
+            ]
+    return exprs
 
 
 # -- child side: one variant, one process ------------------------------------------------------
@@ -54,7 +123,7 @@ def _meta(path: str) -> dict[str, Any]:
 
     md = pq.ParquetFile(path).metadata
     versions = {}
-    for mod in ("numpy", "pyarrow", "pandas", "pandera"):
+    for mod in ("numpy", "pyarrow", "pandas", "pandera", "polars", "duckdb"):
         try:
             versions[mod] = __import__(mod).__version__
         except ImportError:
@@ -112,6 +181,33 @@ def _child(variant: str, path: str) -> dict[str, Any]:
         out["rows"] = report.rows
         out["rows_quarantined"] = report.rows_quarantined
         out["findings"] = len(report.findings)
+    elif variant == "validate_prev":
+        import pipeline
+
+        validate = pipeline.validate
+
+        t0 = time.perf_counter()
+        report = validate(path, label="label", **PREVIOUS_DEFAULTS)
+        out["rows"] = report.rows
+        out["rows_quarantined"] = report.rows_quarantined
+        out["findings"] = len(report.findings)
+    elif variant == "polars_lazy":
+        import polars as pl
+
+        t0 = time.perf_counter()
+        lazy = pl.scan_parquet(path)
+        stats = lazy.select(polars_statistics(lazy.collect_schema())).collect(engine="in-memory")
+        out["rows"] = int(stats.item(0, "label:rows"))
+        out["statistics"] = stats.width
+    elif variant == "duckdb_summarize":
+        import duckdb
+
+        t0 = time.perf_counter()
+        con = duckdb.connect()
+        con.execute("SET threads = 2")
+        summary = con.execute("SUMMARIZE SELECT * FROM read_parquet(?)", [path]).fetchall()
+        out["rows"] = int(summary[0][10])  # the count column
+        out["columns"] = len(summary)
     elif variant == "pandera":
         import numpy as np
         import pandera.pandas as pdx
@@ -214,7 +310,7 @@ def bench(
     h.warm_cache(path)
     results["runs"]["baseline"].append(run_variant("baseline", path))
     for r in range(reps):
-        for v in variants:
+        for v in h.rotated(variants, r):  # a slow moment falls on every variant in turn
             res = _run(v, path, quiet)
             results["runs"][v].append(res)
             busy = res["busy_before"]
@@ -265,6 +361,23 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     ratios = summary["ratios"]
     ratios["validate / source_stream (time)"] = per_round("validate", "source_stream")
     ratios["validate / pyarrow_stream (time)"] = per_round("validate", "pyarrow_stream")
+    ratios["validate / pyarrow_stream (whole process)"] = per_round(
+        "validate", "pyarrow_stream", "process_wall_s"
+    )
+    ratios["validate / validate_prev (time)"] = per_round("validate", "validate_prev")
+    ratios["validate / validate_prev (whole process)"] = per_round(
+        "validate", "validate_prev", "process_wall_s"
+    )
+    ratios["validate / validate_prev (CPU)"] = per_round("validate", "validate_prev", "cpu_s")
+    ratios["polars_lazy / validate (time)"] = per_round("polars_lazy", "validate")
+    ratios["polars_lazy / validate (whole process)"] = per_round(
+        "polars_lazy", "validate", "process_wall_s"
+    )
+    ratios["polars_lazy / validate (CPU)"] = per_round("polars_lazy", "validate", "cpu_s")
+    ratios["duckdb_summarize / validate (time)"] = per_round("duckdb_summarize", "validate")
+    ratios["duckdb_summarize / validate (whole process)"] = per_round(
+        "duckdb_summarize", "validate", "process_wall_s"
+    )
     ratios["profile / source_stream (time)"] = per_round("profile", "source_stream")
     ratios["source_stream / pyarrow_stream (time)"] = per_round("source_stream", "pyarrow_stream")
     ratios["pandera / validate (time)"] = per_round("pandera", "validate")
@@ -294,6 +407,10 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
            le=False)  # fmt: skip
     target("full scan peak RSS <= 25% of pandera's", ratios["validate / pandera (peak RSS)"], 0.25)
     target("peak RSS 4x file <= 1.15x 1x file", ratios.get("validate 4x / 1x (peak RSS)"), 1.15)
+    target("new defaults <= 1.15x previous (whole process)",
+           ratios["validate / validate_prev (whole process)"], 1.15)  # fmt: skip
+    target("polars lazy scan >= 4x slower than validate (whole process)",
+           ratios["polars_lazy / validate (whole process)"], 4.0, le=False)  # fmt: skip
     return summary
 
 
@@ -308,6 +425,7 @@ def table(results: dict[str, Any]) -> str:
             v,
             f"{row['seconds']:.2f}" if timed else "",
             f"{row['spread_s'][0]:.2f}-{row['spread_s'][1]:.2f}" if timed else "",
+            f"{row['process_wall_s']:.2f}" if "process_wall_s" in row else "",
             f"{row['mrows_per_s']:.1f}" if "mrows_per_s" in row else "",
             f"{row['user_s']:.2f}+{row['sys_s']:.2f}",
             f"{row['peak_rss_mb']:.0f}",
@@ -319,7 +437,15 @@ def table(results: dict[str, Any]) -> str:
         f"medians of {results['reps']} rounds, each variant in a fresh process.",
         "",
         h.markdown_table(
-            ["variant", "time (s)", "min-max (s)", "Mrows/s", "CPU user+sys (s)", "peak RSS (MB)"],
+            [
+                "variant",
+                "time (s)",
+                "min-max (s)",
+                "process (s)",
+                "Mrows/s",
+                "CPU user+sys (s)",
+                "peak RSS (MB)",
+            ],
             rows,
         ),  # fmt: skip
     ]
@@ -389,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
         if p is not None and not p.exists():
             ap.error(f"{p} does not exist; write it with benchmarks/make_data.py")
     variants = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        ap.error(f"unknown variant {unknown[0]}; variants are {', '.join(VARIANTS)}")
     quiet = (args.quiet_limit, args.quiet_wait)
     results = bench(args.data, big, args.reps, args.big_reps, variants, quiet)
     if args.json:
