@@ -3,9 +3,10 @@
 The training table is corrupted the way real exports are: NaN and inf values,
 extreme outliers (a unit mix-up) and rows sorted by label. A hand-written
 pipeline (standardise with mean/std, DataLoader without shuffling) turns the
-loss into NaN; ``make_loader`` + ``guard`` quarantine the bad rows, scale
-robustly and stratify batches, and the model ends within a few percent of the
-loss reached on the uncorrupted data.
+loss into NaN; ``pipeline.fit`` + ``prep.loader`` + ``guard`` quarantine the bad
+rows, scale robustly and stratify batches, and the model, evaluated on held-out
+rows through ``prep.transform`` (the same features and scaling, never refitted),
+ends within a few percent of the loss reached on the uncorrupted data.
 
 Run ``python examples/stability_demo.py`` to write ``examples/stability.png``
 (needs matplotlib: ``pip install 'batchguard[plot]'``).
@@ -26,8 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from pipeline.guarding import guard
-from pipeline.loader import make_loader
+from pipeline import fit, guard
 
 FEATURES = 16
 CLASSES = 3
@@ -153,17 +153,16 @@ def run_demo(rows: int = 20_000, epochs: int = 3, workdir: str | None = None) ->
             epochs,
         )
 
-        loader = make_loader(
+        prep = fit(
             folder / "corrupted.parquet",
             label="label",
-            batch_size=256,
             quarantine=folder / "quarantine.parquet",
             cache_dir=folder / "cache",
         )
+        loader = prep.loader(folder / "corrupted.parquet", batch_size=256)
         g = guard(loader, quarantine=folder / "guard-quarantine")
-        scaler = loader.batchguard.scaler
         guarded = _train(
-            "corrupted data, make_loader + guard", g, scaler.transform, x_eval, y_eval, epochs, g
+            "corrupted data, fit + loader + guard", g, prep.transform, x_eval, y_eval, epochs, g
         )
     return {"reference": reference, "plain": plain, "half": half, "guarded": guarded}
 
@@ -202,7 +201,7 @@ def main() -> None:
         finite = "NaN" if not math.isfinite(run.eval_loss) else f"{run.eval_loss:.4f}"
         print(f"{run.name:46s} eval loss {finite}")
     ref, ours = runs["reference"].eval_loss, runs["guarded"].eval_loss
-    print(f"make_loader + guard vs uncorrupted: {ours / ref - 1:+.2%}")
+    print(f"fit + loader + guard vs uncorrupted: {ours / ref - 1:+.2%}")
     try:
         plot(runs, args.png)
         print(f"wrote {args.png}")

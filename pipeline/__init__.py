@@ -35,7 +35,9 @@ _LAZY = {
     "validate": "validation",
     "RobustScaler": "scaler",
     "StratifiedBatchSampler": "sampler",
-    "make_loader": "loader",
+    "make_loader": "preprocess",
+    "fit": "preprocess",
+    "Preprocessor": "preprocess",
     "Batch": "loader",
     "guard": "guarding",
     "guarded_collate": "guarding",
@@ -60,8 +62,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import BadBatchError, BatchguardError, SchemaFileError, SourceError, UsageError
     from .findings import Finding
     from .guarding import Guard, guard, guarded_collate
-    from .loader import Batch, make_loader
+    from .loader import Batch
     from .options import ValidationOptions
+    from .preprocess import Preprocessor, fit, make_loader
     from .profiling import ColumnProfile, Profile, profile
     from .report import Report
     from .sampler import StratifiedBatchSampler

@@ -551,30 +551,33 @@ class Guard:
 
 
 def _from_loader_info(loader: Any) -> dict[str, Any]:
-    """Bounds, varied columns and class count for a loader built by :func:`make_loader`."""
+    """Bounds, varied columns and class count for a loader built by batchguard."""
     info = getattr(loader, "batchguard", None)
-    if info is None or info.report is None:
+    if info is None or info.preprocessor is None:
         return {}
-    # The fences the validation run applied (a schema's per-column outliers included).
-    derived = _bounds(info.report.fences, info.report.profile, info.features)
+    return _from_preprocessor(info.preprocessor)
+
+
+def _from_preprocessor(prep: Any) -> dict[str, Any]:
+    """What ``fit`` decided, as the checker's bounds: on the scale the loader serves."""
+    # The fences the training run applied (a schema's per-column outliers included).
+    derived = _bounds(prep.fences, prep.profile, prep.features)
     lo, hi = derived["bounds"]
-    if info.scaler is not None:  # the loader serves scaled features: move the fences too
-        center = getattr(info.scaler, "center_", None)
-        scale = getattr(info.scaler, "scale_", None)
-        center = np.zeros(len(lo)) if center is None else np.asarray(center, dtype=np.float64)
-        scale = np.ones(len(lo)) if scale is None else np.asarray(scale, dtype=np.float64)
+    if prep.scaler is not None:  # the loader serves scaled features: move the fences too
+        center, scale = prep._center_scale()
         lo, hi = (lo - center) / scale, (hi - center) / scale
     # Clean rows lie within the fences; a little slack absorbs float32 rounding.
     slack = 1e-4 * np.maximum(np.abs(lo), np.abs(hi))
     slack[~np.isfinite(slack)] = 0
     derived["bounds"] = (lo - slack, hi + slack)
-    derived["num_classes"] = None if info.classes is None else len(info.classes)
+    derived["num_classes"] = None if prep.classes is None else len(prep.classes)
     return derived
 
 
 def guard(
     loader: Any,
     *,
+    preprocessor: Any = None,
     profile: Any = None,
     feature_names: Sequence[str] | None = None,
     on_bad: str = "drop",
@@ -592,8 +595,14 @@ def guard(
     ----------
     loader : iterable
         A DataLoader (or any iterable) of tensors, tuples/lists, named tuples or
-        dicts of tensors. A loader from :func:`pipeline.make_loader` brings its
+        dicts of tensors. A loader from :func:`pipeline.make_loader` or
+        :meth:`Preprocessor.loader <pipeline.Preprocessor.loader>` brings its
         own profile, feature names and scaler, so ``out_of_range`` works at once.
+    preprocessor : Preprocessor, optional
+        Take the bounds, feature names, scaler and classes from what
+        :func:`pipeline.fit` decided (a loader it built brings its own), so the
+        training-time checks match the fitted state: pass it to guard a loader
+        that batchguard did not build but that serves the preprocessor's features.
     profile : Profile, optional
         The dataset profile (e.g. ``pipeline.profile(path)``); with
         ``feature_names`` it gives the ``out_of_range`` fences and tells which
@@ -626,6 +635,8 @@ def guard(
     ...         continue  # skip the step; the rows went to quarantine
     """
     derived = _from_loader_info(loader)
+    if preprocessor is not None:
+        derived.update(_from_preprocessor(preprocessor))
     if profile is not None:
         derived.update(_from_profile(profile, feature_names))
     checker = BatchChecker(

@@ -1,17 +1,14 @@
-"""``make_loader``: from a dataset file to a clean, scaled, stratified DataLoader.
+"""The DataLoaders of a :class:`~pipeline.preprocess.Preprocessor`: fast, memory-mapped batches.
 
-The steps, each streamed and memory-bounded:
+:func:`pipeline.fit` validates the data, leaves out degenerate features and fits
+the :class:`~pipeline.scaler.RobustScaler` on the clean rows; a loader then
+(:func:`build_loader`, the steps streamed and memory-bounded):
 
-1. validate the dataset, writing its clean rows to an Arrow IPC file (bad rows
-   go to quarantine, with their reasons, if asked);
-2. leave out degenerate features (constant, near-constant, zero IQR), saying so;
-3. fit the :class:`~pipeline.scaler.RobustScaler` on the clean rows (exact,
-   streamed);
-4. write the scaled features as one ``fixed_size_list<float32>`` column to a
+1. writes the scaled features as one ``fixed_size_list<float32>`` column to a
    second Arrow IPC file, which is memory-mapped: its body *is* a row-major
    float32 matrix, so a batch is one ``numpy.take`` of its rows, and worker
    processes share the pages instead of copying the data;
-5. wrap it in a real :class:`torch.utils.data.DataLoader` whose sampler yields
+2. wraps it in a real :class:`torch.utils.data.DataLoader` whose sampler yields
    whole batches of indices (``batch_size=None``; numpy arrays when stratified),
    so the dataset gathers a batch at a time instead of row by row.
 
@@ -30,13 +27,14 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch.utils.data import (
     BatchSampler,
@@ -52,10 +50,9 @@ from .errors import UsageError
 from .findings import Finding
 from .profiling import is_feature_type
 from .sampler import StratifiedBatchSampler
-from .source import ROW_ID, Source, open_source
+from .source import ROW_ID, Source
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .report import Report
     from .scaler import RobustScaler
 
 __all__ = [
@@ -65,7 +62,10 @@ __all__ = [
     "ArrowMatrixDataset",
     "Batch",
     "LoaderInfo",
-    "make_loader",
+    "build_loader",
+    "feature_values",
+    "scale_features",
+    "select_features",
     "write_feature_cache",
 ]
 
@@ -73,6 +73,7 @@ log = logging.getLogger("batchguard")
 
 FEATURES = "features"
 LABEL = "label"
+#: the checks whose findings make a feature degenerate (left out by ``drop_degenerate``)
 DEGENERATE = ("constant", "near_constant", "zero_iqr")
 #: rows per record batch of a cache that is too large to keep as one matrix
 _CHUNK_BYTES = 64 << 20
@@ -88,7 +89,7 @@ class Batch(NamedTuple):
 
 @dataclass
 class LoaderInfo:
-    """What :func:`make_loader` decided, kept on the loader as ``loader.batchguard``.
+    """What the loader serves and why, kept on it as ``loader.batchguard``.
 
     Attributes
     ----------
@@ -99,24 +100,29 @@ class LoaderInfo:
     label : str or None
     classes : list or None
         The label's classes in code order (``None`` for a regression target).
-    report : Report
-        The validation run over the source.
+    report : Report or LoaderReport
+        Over the fitted data: the validation run (:class:`~pipeline.report.Report`).
+        Over other data: what was set aside and why
+        (:class:`~pipeline.preprocess.LoaderReport`).
     scaler : RobustScaler or None
-        The scaler fitted on the clean rows and applied to the features.
+        The scaler fitted on the training data's clean rows and applied to the features.
     cache_path : str
         The memory-mapped feature cache.
     findings : list of Finding
-        The degenerate-feature findings of ``report``.
+        The degenerate-feature findings of the training run.
+    preprocessor : Preprocessor
+        The fitted state behind the loader (:func:`pipeline.fit`).
     """
 
     features: list[str]
     dropped_features: dict[str, str]
     label: str | None
     classes: list[Any] | None
-    report: Report
+    report: Any
     scaler: RobustScaler | None
     cache_path: str
     findings: list[Finding] = field(default_factory=list)
+    preprocessor: Any = None
 
 
 class ArrowMatrixDataset(Dataset[Batch]):
@@ -205,6 +211,7 @@ def write_feature_cache(
     *,
     scaler: RobustScaler | None = None,
     classes: list[Any] | None = None,
+    keep: Callable[[pa.RecordBatch], np.ndarray] | None = None,
     max_matrix_bytes: int = 4 << 30,
     chunk_bytes: int = _CHUNK_BYTES,
 ) -> None:
@@ -214,8 +221,10 @@ def write_feature_cache(
     memory-mapped file is a single contiguous matrix; beyond it, into record
     batches of ``chunk_bytes`` (64 MiB), so building the cache never holds the
     whole dataset.
-    String labels are written as their position in ``classes``. The file appears
-    under ``path`` only when complete (written under a hidden temporary name first).
+    String labels are written as their position in ``classes``; ``keep(batch)``,
+    when given, marks the rows of each batch to write. Features are scaled by
+    :func:`scale_features`. The file appears under ``path`` only when complete
+    (written under a hidden temporary name first).
     """
     width = len(features)
     row_bytes = 4 * max(width, 1)
@@ -230,6 +239,10 @@ def write_feature_cache(
     try:
         columns = [*features] + ([label] if label else [])
         for batch in src.iter_batches(columns=columns):
+            if keep is not None:
+                mask = keep(batch)
+                if not mask.all():
+                    batch = batch.filter(pa.array(mask))
             start = 0
             while start < batch.num_rows:
                 start += buffer.fill(batch.slice(start), features, label, classes)
@@ -250,7 +263,7 @@ class _CacheBuffer:
     """Preallocated rows of the feature cache, filled batch by batch, written when full."""
 
     def __init__(self, capacity: int, width: int, with_label: bool):
-        self.x = np.empty((capacity, width), dtype=np.float32)
+        self.x = np.empty((capacity, width), dtype=np.float64)
         self.ids = np.empty(capacity, dtype=np.int64)
         self.y: np.ndarray | None = None
         self.with_label = with_label
@@ -271,7 +284,7 @@ class _CacheBuffer:
         n = min(batch.num_rows, self.x.shape[0] - self.rows)
         rows = slice(self.rows, self.rows + n)
         for j, name in enumerate(features):
-            self.x[rows, j] = _feature_values(batch.column(name).slice(0, n))
+            self.x[rows, j] = feature_values(batch.column(name).slice(0, n))
         self.ids[rows] = batch.column(ROW_ID).slice(0, n).to_numpy(zero_copy_only=False)
         if label is not None:
             y = _label_values(batch.column(label).slice(0, n), classes)
@@ -283,12 +296,7 @@ class _CacheBuffer:
 
     def flush(self, writer: Any, tmp: str, scaler: RobustScaler | None) -> Any:
         """Write the filled rows as one record batch (opening the file first if needed)."""
-        x = self.x[: self.rows]
-        if scaler is not None:
-            with warnings.catch_warnings():
-                # Fitted on named columns, applied to the matrix of those same columns.
-                warnings.filterwarnings("ignore", message="X does not have valid feature names")
-                x = np.asarray(scaler.transform(x), dtype=np.float32)
+        x = scale_features(self.x[: self.rows], scaler)
         arrays = [pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), self.x.shape[1])]
         names = [FEATURES]
         if self.with_label:
@@ -305,17 +313,37 @@ class _CacheBuffer:
         return writer
 
 
-def _feature_values(values: pa.Array) -> np.ndarray:
-    """A feature column as numpy, ready to be stored as float32 (booleans as 0 and 1).
+def feature_values(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A feature column as float64 numpy (booleans 0 and 1, nulls NaN).
 
     Integers, floats and booleans convert as numpy does; decimals go through float64
     (numpy would get Python ``Decimal`` objects) and dictionaries are decoded first.
     """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
-    if pa.types.is_decimal(values.type):
+    if pa.types.is_decimal(values.type) or pa.types.is_boolean(values.type):
         values = values.cast(pa.float64(), safe=False)
-    return values.to_numpy(zero_copy_only=False)
+    if values.null_count:
+        values = pc.fill_null(values.cast(pa.float64()), float("nan"))
+    return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+def scale_features(x: np.ndarray, scaler: RobustScaler | None) -> np.ndarray:
+    """The float32 features of a float64 matrix of raw ones: the one scaling path.
+
+    Every loader's feature cache and :meth:`Preprocessor.transform
+    <pipeline.preprocess.Preprocessor.transform>` compute ``(x - center) / scale``
+    in float64 and round once to float32 (the serving module does the same in
+    torch), so they give the same values.
+    """
+    if scaler is None:
+        return x.astype(np.float32)
+    with warnings.catch_warnings():
+        # Fitted on named columns, applied to the matrix of those same columns.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return np.asarray(scaler.transform(x), dtype=np.float32)
 
 
 def _label_values(y: pa.Array, classes: list[Any] | None) -> np.ndarray:
@@ -324,13 +352,18 @@ def _label_values(y: pa.Array, classes: list[Any] | None) -> np.ndarray:
         return y.to_numpy(zero_copy_only=False).astype(np.float32)
     if pa.types.is_integer(y.type) or pa.types.is_boolean(y.type):
         return y.to_numpy(zero_copy_only=False).astype(np.int64)
-    import pyarrow.compute as pc
-
     codes = pc.index_in(y, value_set=pa.array(classes, y.type))
     return codes.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def _select_features(src: Source, features: Sequence[str] | None, label: str | None) -> list[str]:
+def select_features(src: Source, features: Sequence[str] | None, label: str | None) -> list[str]:
+    """The feature columns of ``src``: those asked for (checked), or every feature-typed one.
+
+    Raises
+    ------
+    UsageError
+        An asked-for column is missing or not numeric.
+    """
     if features is not None:
         missing = [f for f in features if f not in src.columns]
         if missing:
@@ -349,87 +382,29 @@ def _select_features(src: Source, features: Sequence[str] | None, label: str | N
     return [f.name for f in src.schema if f.name not in (label, ROW_ID) and is_feature_type(f.type)]
 
 
-def make_loader(
-    source: str | os.PathLike[str] | Source,
+def build_loader(
+    prep: Any,
+    src: Source,
+    report: Any,
     *,
-    features: Sequence[str] | None = None,
-    label: str | None = None,
-    batch_size: int = 256,
-    schema: Any = None,
-    scaler: str | RobustScaler | None = "robust",
-    stratify: bool = True,
-    drop_degenerate: bool = True,
-    shuffle: bool = True,
-    drop_last: bool = False,
-    seed: int = 0,
-    bins: int | None = None,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-    num_replicas: int | None = None,
-    rank: int | None = None,
-    quarantine: str | os.PathLike[str] | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    **validate_options: Any,
+    batch_size: int,
+    shuffle: bool,
+    stratify: bool,
+    drop_last: bool,
+    seed: int,
+    bins: int | None,
+    num_workers: int,
+    pin_memory: bool,
+    num_replicas: int | None,
+    rank: int | None,
+    cache_dir: str | os.PathLike[str] | None,
+    keep: Callable[[pa.RecordBatch], np.ndarray] | None,
 ) -> DataLoader[Batch]:
-    """A DataLoader over the clean rows of a dataset, robust-scaled and stratified.
+    """A DataLoader of ``src``'s rows with ``prep``'s features, scaler and classes.
 
-    Parameters
-    ----------
-    source : str, os.PathLike or Source
-        The dataset (parquet, CSV, Arrow IPC, or a directory of parquet files).
-    features : sequence of str, optional
-        Feature columns; default: every numeric or boolean column but the label
-        (:func:`pipeline.profiling.is_feature_type`).
-    label : str, optional
-        Label column. Integer or string labels are classes (strings are coded
-        ``0..k-1`` in sorted order, see ``loader.batchguard.classes``); float
-        labels are regression targets, stratified by quantile ``bins``.
-    batch_size : int, default 256
-    schema : optional
-        Passed to :func:`pipeline.validate`.
-    scaler : "robust", RobustScaler or None, default "robust"
-        Fit on the clean rows and applied when the cache is written; pass a
-        configured :class:`~pipeline.scaler.RobustScaler` (e.g. with ``clip``).
-    stratify : bool, default True
-        With a label: every batch holds the classes in dataset proportions
-        (``loader.sampler`` serves the batches of a
-        :class:`~pipeline.sampler.StratifiedBatchSampler`, ``loader.sampler.stratified``,
-        as int64 numpy arrays rather than lists, and passes on its ``set_epoch``,
-        ``state_dict``, ``load_state_dict`` and attributes).
-    drop_degenerate : bool, default True
-        Leave out constant, near-constant and zero-IQR features.
-    shuffle, drop_last, seed : optional
-        Order of batches when not stratified; the stratified sampler is always
-        shuffled with ``seed`` (call ``loader.sampler.set_epoch(epoch)``).
-    bins : int, optional
-        Quantile bins for stratifying a continuous label (default 10 for floats).
-    num_workers, pin_memory : optional
-        As for :class:`torch.utils.data.DataLoader`.
-    num_replicas, rank : int, optional
-        Distributed training: each rank gets disjoint rows and the same number of batches.
-    quarantine : path, optional
-        Also write the quarantined rows here.
-    cache_dir : path, optional
-        Where the clean-row and feature caches go (default: a temporary
-        directory removed with the loader's dataset).
-    **validate_options
-        Passed to :func:`pipeline.validate` (``max_bad_rows``, ``outlier_threshold``, ...).
-
-    Returns
-    -------
-    torch.utils.data.DataLoader
-        Yields :class:`Batch` ``(features, label, row_id)``. ``loader.batchguard``
-        (:class:`LoaderInfo`) holds the features used, those dropped and why, the
-        validation report and the fitted scaler.
-
-    Examples
-    --------
-    >>> loader = make_loader("train.parquet", label="y", batch_size=512)  # doctest: +SKIP
-    >>> for x, y, row_id in loader:  # doctest: +SKIP
-    ...     loss = criterion(model(x), y)
+    ``keep`` marks the rows of each batch to serve (all when ``None``). The
+    parameters are those of :meth:`pipeline.preprocess.Preprocessor.loader`.
     """
-    from .validation import validate
-
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
         raise UsageError(
             f"batch_size should be a positive integer value, but got batch_size={batch_size!r}"
@@ -437,58 +412,22 @@ def make_loader(
     tmpdir = None
     if cache_dir is None:
         tmpdir = tempfile.TemporaryDirectory(prefix="batchguard-")
-        cache_dir = tmpdir.name
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    clean_path = str(cache / "clean.arrow")
-    # Nulls in the columns the model sees would become NaN features or bogus labels:
-    # quarantine them too, schema or not.
-    wanted = _select_features(open_source(source), features, label)
-    validate_options.setdefault("not_null", tuple(wanted) + ((label,) if label else ()))
-    report = validate(
-        source, schema, label=label, clean=clean_path, quarantine=quarantine, **validate_options
-    )
-    if report.errors:
-        log.warning(
-            "batchguard: %s; training on the %s clean rows",
-            report.verdict(),
-            f"{report.rows_clean:,}",
-        )
-    clean = Source(clean_path)
-    chosen = _select_features(clean, features, label)
-    dropped: dict[str, str] = {}
-    if drop_degenerate:
-        for f in report.findings:
-            if f.check in DEGENERATE and f.column in chosen and f.column not in dropped:
-                dropped[f.column] = f.check
-        if dropped:
-            log.warning(
-                "batchguard: leaving out degenerate features %s",
-                ", ".join(f"{k} ({v})" for k, v in dropped.items()),
-            )
-        chosen = [c for c in chosen if c not in dropped]
-    if not chosen:
-        raise UsageError(f"{report.dataset}: no usable numeric feature columns left")
-
-    fitted = _fit_scaler(scaler, clean, chosen)
-    classes = _label_classes(report, label, clean)
-    feature_path = str(cache / "features.arrow")
-    write_feature_cache(clean, chosen, label, feature_path, scaler=fitted, classes=classes)
+        folder = Path(tmpdir.name)
+    else:
+        folder = Path(cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+    # The fitted data's cache keeps its usual name; any other gets one of its own.
+    name = "features.arrow" if keep is None else f"features-{os.urandom(4).hex()}.arrow"
+    feature_path = str(folder / name)
+    write_feature_cache(
+        src, prep.features, prep.label, feature_path,
+        scaler=prep.scaler, classes=prep.classes, keep=keep,
+    )  # fmt: skip
     dataset = ArrowMatrixDataset(feature_path, temporary_dir=tmpdir)
-
     sampler = _batch_sampler(
-        dataset,
-        batch_size,
-        label,
-        stratify,
-        shuffle,
-        drop_last,
-        seed,
-        bins,
-        num_replicas,
-        rank,
-        classes is not None,
-    )
+        dataset, batch_size, prep.label, stratify and shuffle, shuffle, drop_last, seed, bins,
+        num_replicas, rank, prep.classes is not None,
+    )  # fmt: skip
     loader: DataLoader[Batch] = DataLoader(
         dataset,
         sampler=sampler,
@@ -498,15 +437,19 @@ def make_loader(
         persistent_workers=num_workers > 0,
         collate_fn=_as_is,
     )
+    training = getattr(prep, "report", None)
     loader.batchguard = LoaderInfo(
-        features=chosen,
-        dropped_features=dropped,
-        label=label,
-        classes=classes,
+        features=list(prep.features),
+        dropped_features=dict(prep.dropped_features),
+        label=prep.label,
+        classes=prep.classes,
         report=report,
-        scaler=fitted,
+        scaler=prep.scaler,
         cache_path=feature_path,
-        findings=[f for f in report.findings if f.check in DEGENERATE],
+        findings=[]
+        if training is None
+        else [f for f in training.findings if f.column in prep.dropped_features],
+        preprocessor=prep,
     )
     return loader
 
@@ -564,33 +507,6 @@ class _ArrayBatches(Sampler[np.ndarray]):
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.stratified, name)
-
-
-def _fit_scaler(
-    scaler: str | RobustScaler | None, clean: Source, features: list[str]
-) -> RobustScaler | None:
-    if scaler is None:
-        return None
-    from .scaler import RobustScaler
-
-    if isinstance(scaler, str):
-        if scaler != "robust":
-            raise UsageError(f"scaler should be 'robust', a RobustScaler or None, got {scaler!r}")
-        scaler = RobustScaler()
-    return scaler.fit(clean, columns=features)
-
-
-def _label_classes(report: Report, label: str | None, clean: Source) -> list[Any] | None:
-    """The sorted classes of a categorical label; ``None`` for a regression target."""
-    if label is None or pa.types.is_floating(clean.schema.field(label).type):
-        return None
-    counts = report.profile.label_counts(label)
-    if counts is None:
-        raise UsageError(
-            f"label {label!r} has too many distinct values to be classes; "
-            "cast it to float to treat it as a regression target"
-        )
-    return sorted(counts)
 
 
 def _batch_sampler(

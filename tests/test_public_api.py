@@ -12,19 +12,20 @@ import pipeline
 from tests.conftest import ROOT
 
 PUBLIC = [
-    "BadBatchError", "Batch", "BatchguardError", "ColumnProfile", "Finding", "Guard", "Profile",
-    "Report", "RobustScaler", "Schema", "SchemaFileError", "Source", "SourceError",
-    "StratifiedBatchSampler", "UsageError", "ValidationOptions", "__version__", "guard",
-    "guarded_collate", "infer_schema", "load_schema", "make_loader", "open_source", "profile",
-    "validate",
+    "BadBatchError", "Batch", "BatchguardError", "ColumnProfile", "Finding", "Guard",
+    "Preprocessor", "Profile", "Report", "RobustScaler", "Schema", "SchemaFileError", "Source",
+    "SourceError", "StratifiedBatchSampler", "UsageError", "ValidationOptions", "__version__",
+    "fit", "guard", "guarded_collate", "infer_schema", "load_schema", "make_loader",
+    "open_source", "profile", "validate",
 ]  # fmt: skip
 
 
 #: the public functions, and the modules they are defined in
-FUNCTIONS = ["guard", "guarded_collate", "infer_schema", "load_schema", "make_loader",
+FUNCTIONS = ["fit", "guard", "guarded_collate", "infer_schema", "load_schema", "make_loader",
              "open_source", "profile", "validate"]  # fmt: skip
-FUNCTION_MODULES = ["pipeline.validation", "pipeline.loader", "pipeline.profiling",
-                    "pipeline.guarding", "pipeline.source", "pipeline.schema"]  # fmt: skip
+FUNCTION_MODULES = ["pipeline.validation", "pipeline.loader", "pipeline.preprocess",
+                    "pipeline.profiling", "pipeline.guarding", "pipeline.source",
+                    "pipeline.schema"]  # fmt: skip
 
 
 def test_public_names_are_pinned_and_resolve():

@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import validate
-from pipeline.checks import outlier_fences
 from pipeline.errors import UsageError
 from pipeline.quarantine import (
     GUARD_SCHEMA,
@@ -70,8 +69,12 @@ def dirty_tables(draw: st.DrawFn) -> pa.Table:
 
 
 def expected_reasons(table: pa.Table, report) -> dict[int, set[tuple[str, str]]]:
-    """Every row's (check, column) pairs, computed here from the data and the report's fences."""
-    fences = outlier_fences(report.profile, report.options)
+    """Every row's (check, column) pairs, computed here from the data, the fences and sentinels.
+
+    The fences and sentinels are those the run decided (``report.fences``,
+    ``report.sentinels``); a sentinel value is a ``sentinel``, not also an ``outlier``.
+    """
+    fences = report.fences
     out: dict[int, set[tuple[str, str]]] = {}
     for name in table.column_names:
         arr = table.column(name).combine_chunks()
@@ -83,10 +86,13 @@ def expected_reasons(table: pa.Table, report) -> dict[int, set[tuple[str, str]]]
         if pa.types.is_floating(arr.type):
             masks["nan"] = np.isnan(x) & valid
             masks["inf"] = np.isinf(x) & valid
+        codes = [s.value for s in report.sentinels.get(name, [])]
+        masks["sentinel"] = valid & np.isin(x, codes)
         if name in fences:
             f = fences[name]
             with np.errstate(invalid="ignore"):
-                masks["outlier"] = valid & np.isfinite(x) & ((x < f.low) | (x > f.high))
+                beyond = (x < f.low) | (x > f.high)
+            masks["outlier"] = valid & np.isfinite(x) & beyond & ~masks["sentinel"]
         for check, mask in masks.items():
             for row in np.flatnonzero(mask):
                 out.setdefault(int(row), set()).add((check, name))
