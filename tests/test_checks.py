@@ -128,7 +128,9 @@ def test_iqr_fences_stand_k_iqrs_beyond_the_quartiles(tmp_path, columns):
     assert (fx.lower_anchor, fx.upper_anchor, fx.unit) == (q25, q75, iqr)
     assert (fx.low, fx.high) == (q25 - 5 * iqr, q75 + 5 * iqr)
     assert fx.describe() == f"[{q25 - 5 * iqr:.6g}, {q75 + 5 * iqr:.6g}]"
-    wider = outlier_fences(prof, ValidationOptions(outlier_method="iqr", outlier_threshold=8.0))["x"]
+    wider = outlier_fences(prof, ValidationOptions(outlier_method="iqr", outlier_threshold=8.0))[
+        "x"
+    ]
     assert (wider.low, wider.high) == (q25 - 8 * iqr, q75 + 8 * iqr)
 
 

@@ -8,8 +8,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import UsageError
 from pipeline import make_loader
+from pipeline.errors import UsageError
 from pipeline.loader import ArrowMatrixDataset, Batch, write_feature_cache
 from pipeline.source import Source
 from tests.conftest import SAMPLE_DATA
