@@ -276,7 +276,7 @@ def column_sentinels(profile: Profile, options: ValidationOptions) -> dict[str, 
 def sentinel_rule(sentinels: dict[str, list[Sentinel]], kinds: dict[str, str]) -> RowRule:
     """Rows holding one of their column's sentinel values."""
     codes = _codes(sentinels)
-    described = {name: ", ".join(s.describe() for s in found) for name, found in sentinels.items()}
+    described = {name: "; ".join(s.describe() for s in found) for name, found in sentinels.items()}
 
     def failures(name: str, x: np.ndarray, present: np.ndarray) -> list[RowFailure]:
         mask = np.isin(x, codes[name]) & present

@@ -102,7 +102,7 @@ REASONS: dict[str, Reason] = {
     "sentinel": Reason(
         "row", "error", "a repeated placeholder value isolated from the column's bulk",
         "treat them as missing upstream (e.g. -999, 9999, or 0 in a positive measure)",
-        "placeholder values ({detail})",
+        "rows holding placeholders ({detail})",
     ),
     "outlier": Reason(
         "row", "warning", "a value far beyond the column's bulk on its own scale",

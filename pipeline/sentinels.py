@@ -14,15 +14,16 @@ the sorted values inward, and a value is a sentinel when:
 
 - it repeats (at least :data:`MIN_REPEATS` rows; a ``0`` below a strictly
   positive column counts from one row) but is rare: under half the column
-  for a usual placeholder (:data:`PLACEHOLDERS`), under 2% for a zero below a
+  for a usual placeholder (:data:`PLACEHOLDERS`), under 1% for a zero below a
   positive column (a common zero is a real "none"), under 5% for any other value;
 - the gap to the nearest other value is at least :data:`GAP_SHARE` of the
-  bulk's width (5th to 95th percentile of the other values) and at least
+  bulk's width (a usual placeholder: half of that) (5th to 95th percentile of the other values) and at least
   :data:`GAP_SPACINGS` times the spacing of the distinct values next to it,
   so a count column's 0 next to its 1, or the top-coded 90 of an age column
   next to its 89, is not one; a skewed positive column is measured on its
   log scale, where its long tail is no gap. A 0 below a strictly positive
-  column needs only half that gap; a usual negative
+  column needs only a quarter of the width and two spacings (a 0 below
+  whole-number lengths of 3 to 11 is one); a usual negative
   placeholder (``-1``, ``-9``, ...) below a non-negative column with many
   distinct values needs none.
 """
@@ -51,6 +52,8 @@ MIN_REPEATS = 3
 #: placeholder needs half of it, a zero below a strictly positive column a quarter
 GAP_SHARE = 0.5
 _PLACEHOLDER_GAP_SHARE, _ZERO_GAP_SHARE = 0.25, 0.125
+#: ... and a zero below a strictly positive column at least this many spacings
+_ZERO_GAP_SPACINGS = 2.0
 #: gap to the bulk, in spacings of the distinct values next to it
 GAP_SPACINGS = 10.0
 #: the share of the column below which a usual placeholder, a zero below a positive
@@ -90,8 +93,15 @@ class Sentinel:
     gap: float
 
     def describe(self) -> str:
-        """The value as quarantine records and messages show it: ``placeholder -999``."""
-        return f"placeholder {self.value:.6g}"
+        """The value and its count as records and messages show them.
+
+        Examples
+        --------
+        >>> Sentinel(-999.0, 40, "low", 1017.0).describe()
+        'placeholder -999 in 40 rows'
+        """
+        rows = "row" if self.count == 1 else "rows"
+        return f"placeholder {self.value:.6g} in {self.count:,} {rows}"
 
 
 def find_sentinels(values: np.ndarray, counts: np.ndarray) -> list[Sentinel]:
@@ -191,7 +201,9 @@ def _stands_apart(run: np.ndarray, others: np.ndarray, weights: np.ndarray, side
     gap = float(others[0] - edge) if side == "low" else float(edge - others[-1])
     spacing = float(np.median(np.diff(near))) if near.size > 1 else 0.0
     width = _weighted_quantile(others, weights, 0.95) - _weighted_quantile(others, weights, 0.05)
-    return gap > 0 and gap >= share * width and gap >= GAP_SPACINGS * spacing
+    # A zero below whole-number lengths of 3 and more stands 3 spacings off; a count's 0 one.
+    spacings = _ZERO_GAP_SPACINGS if share == _ZERO_GAP_SHARE else GAP_SPACINGS
+    return gap > 0 and gap >= share * width and gap >= spacings * spacing
 
 
 def _skewed(values: np.ndarray, weights: np.ndarray) -> bool:
