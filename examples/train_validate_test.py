@@ -27,6 +27,7 @@ from torch import nn
 
 import pipeline
 from pipeline import Preprocessor, guard
+from pipeline.profiling import is_feature_type
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,8 +62,12 @@ def main(epochs: int = 3) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = split(ROOT / "sample_data" / "credit.parquet", folder)
-        columns = pq.read_schema(paths["train"]).names
-        features = [c for c in columns if c not in ("default", "customer_id")]  # no ids
+        schema = pq.read_schema(paths["train"])
+        features = [  # the numeric columns but the label and the customer id
+            f.name
+            for f in schema
+            if is_feature_type(f.type) and f.name not in ("default", "customer_id")
+        ]
         prep = pipeline.fit(
             paths["train"], label="default", features=features, quarantine=folder / "bad.parquet"
         )

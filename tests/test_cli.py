@@ -170,3 +170,78 @@ def test_output_to_dev_null_keeps_the_device():
     out = run(str(SAMPLE_DATA / "clean.parquet"), "--format", "json", "-o", os.devnull)
     assert out.returncode == 0
     assert not os.path.isfile(os.devnull)
+
+
+def invoke(*args: str):
+    """The command run in this process (click's runner): quicker where exit codes suffice."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import validate_command
+
+    result = CliRunner().invoke(validate_command, [*args, "--no-progress"], catch_exceptions=False)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def _judged(tmp_path):
+    """x and y with correlation 0.99 and three rows breaking it; age with three -999s."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(0)
+    xy = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.99], [0.99, 1.0]], 2000)
+    xy[[100, 700, 1300]] = [[2.5, -2.5], [-2.5, 2.5], [2.4, -2.3]]
+    age = rng.integers(18, 90, 2000)
+    age[[5, 55, 555]] = -999
+    path = tmp_path / "judged.parquet"
+    pq.write_table(pa.table({"x": xy[:, 0], "y": xy[:, 1], "age": age}), path)
+    return path
+
+
+def test_scores_and_quarantine_outliers_joint(tmp_path):
+    data, q, s = _judged(tmp_path), tmp_path / "q.parquet", tmp_path / "s.parquet"
+    args = [str(data), "--quarantine", str(q), "--scores", str(s), "--format", "json"]
+    out = invoke(*args, "--quarantine-outliers", "joint")
+    assert out.exit_code == 1, out.stderr  # the placeholders are errors
+    report = json.loads(out.stdout)
+    assert report["outputs"] == {"quarantine": str(q), "scores": str(s)}
+    assert {f["check"] for f in report["findings"]} == {"sentinel", "joint_outlier"}
+    quarantined = pq.read_table(q).column("_row_id").to_pylist()
+    assert quarantined == [5, 55, 100, 555, 700, 1300]
+    assert report["rows_quarantined"] == 6 and report["rows_clean"] == 1994
+    scores = pq.read_table(s)
+    assert scores.column_names == ["_row_id", "score", "column"]
+    assert scores.column("_row_id").to_pylist() == list(range(2000))
+    # by default the joint outliers are reported and kept
+    out = invoke(*args)
+    assert out.exit_code == 1, out.stderr
+    assert pq.read_table(q).column("_row_id").to_pylist() == [5, 55, 555]
+    assert json.loads(out.stdout)["rows_quarantined"] == 3
+
+
+def test_outlier_method_auto_is_the_default(tmp_path):
+    import numpy as np
+    import pyarrow as pa
+
+    # A healthy heavy right tail: iqr's fences cut it, auto's (on a log scale) do not.
+    data = tmp_path / "incomes.parquet"
+    pq.write_table(pa.table({"income": np.random.default_rng(1).lognormal(10, 1.2, 2000)}), data)
+
+    def findings(*args: str) -> list:
+        out = invoke(str(data), "--format", "json", *args)
+        assert out.exit_code == 0, out.stderr
+        return [(f["check"], f["column"]) for f in json.loads(out.stdout)["findings"]]
+
+    assert findings("--outlier-method", "auto") == findings() == []
+    assert findings("--outlier-method", "iqr") == [("outlier", "income")]
+
+
+@pytest.mark.parametrize("name", ["scores.csv", "scores.json", "scores"])
+def test_scores_to_an_unsupported_file_name_is_one_line_and_exit_2(tmp_path, name):
+    out = run(str(SAMPLE_DATA / "clean.parquet"), "--scores", str(tmp_path / name))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "--scores" in lines[0] and ".parquet" in lines[0] and name in lines[0]
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    assert not (tmp_path / name).exists()

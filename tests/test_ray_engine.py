@@ -302,3 +302,57 @@ def test_cli_engine_ray_without_the_extra_exits_2_with_the_install_line():
 def test_ray_address_needs_engine_ray():
     with pytest.raises(UsageError, match="--ray-address ADDRESS needs --engine ray"):
         validate(SAMPLE_DATA / "clean.parquet", ray_address="auto")
+
+
+# -- outlier judgement: sentinels, fences and the joint score ----------------------------------
+def _judged_table() -> pa.Table:
+    """2,000 rows with placeholders, gross outliers, a NaN and rows breaking a correlation."""
+    rng = np.random.default_rng(21)
+    n = 2000
+    xy = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.99], [0.99, 1.0]], n)
+    xy[[100, 700, 1300]] = [[2.5, -2.5], [-2.5, 2.5], [2.4, -2.3]]  # joint outliers
+    age = rng.integers(18, 90, n)
+    age[[3, 33, 333, 1333]] = -999  # sentinels
+    income = rng.lognormal(10, 0.5, n)
+    income[[50, 1950]] = np.median(income) * 1e4  # gross outliers
+    height = rng.normal(1.7, 0.1, n)
+    height[[7, 1007]] = 0.0  # a zero in a positive measurement
+    height[11] = np.nan
+    return pa.table({"x": xy[:, 0], "y": xy[:, 1], "age": age, "income": income, "h": height})
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("quarantine_outliers", ["gross", "joint"])
+def test_ray_judges_outliers_as_local_does(ray_session, tmp_path, monkeypatch, quarantine_outliers):
+    import pipeline.engines._ray as engine
+
+    monkeypatch.setattr(engine, "TASK_ROWS", 300)  # one task per 300-row group
+    data = tmp_path / "judged.parquet"
+    pq.write_table(_judged_table(), data, row_group_size=300)
+    kw: dict[str, Any] = {"quarantine_outliers": quarantine_outliers}
+    local = validate(
+        data, quarantine=tmp_path / "q.parquet", scores=tmp_path / "s.parquet", **kw
+    )  # fmt: skip
+    out = tmp_path / "ray"
+    out.mkdir()
+    ray_report = validate(data, quarantine=out / "q", scores=out / "s", engine="ray", **kw)
+
+    checks = {f.check for f in local.findings}
+    assert {"sentinel", "outlier", "joint_outlier", "nan"} <= checks
+    assert_same_report(report_json(ray_report), report_json(local))
+    assert ray_report.fences == local.fences and ray_report.sentinels == local.sentinels
+    assert ray_report.joint == local.joint
+    q_local, q_ray = pq.read_table(tmp_path / "q.parquet"), read_dir(out / "q")
+    assert q_ray.column("_row_id").to_pylist() == q_local.column("_row_id").to_pylist()
+    assert q_ray.column(REASONS).to_pylist() == q_local.column(REASONS).to_pylist()
+    joint_ids = {100, 700, 1300}
+    assert (joint_ids <= set(q_local.column("_row_id").to_pylist())) == (
+        quarantine_outliers == "joint"
+    )
+    # the scores: every row once, the same values bit for bit
+    s_ray = read_dir(out / "s")
+    s_ray = s_ray.take(pc.sort_indices(s_ray.column("_row_id")))
+    s_local = pq.read_table(tmp_path / "s.parquet")
+    assert s_ray.schema == s_local.schema
+    assert s_ray.column("_row_id").to_pylist() == list(range(2000))
+    assert_same_rows(s_ray, s_local)
