@@ -1,0 +1,302 @@
+"""pipeline.joint: the joint row score, and the reported tier it feeds.
+
+Rows that break a strong correlation, each of their values ordinary alone,
+get the top scores and are reported as ``joint_outlier``: kept in the clean
+output unless ``quarantine_outliers="joint"``. The ``scores=`` output has one
+row per input row, and neither it nor the sentinels and fences depend on the
+batch size.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline import validate
+from pipeline.fences import outlier_fences
+from pipeline.joint import JOINT_THRESHOLD, fit_joint
+from pipeline.options import ValidationOptions
+from pipeline.profiling import profile
+from pipeline.quarantine import REASONS, SCORES_SCHEMA
+from tests.conftest import write_parquet
+
+N = 2000
+#: rows that break the correlation of x and y; each value is within 2.5 sd on its own
+BREAKERS = {100: (2.5, -2.5), 700: (-2.5, 2.5), 1300: (2.4, -2.3), 1900: (-2.4, 2.4)}
+
+
+def correlated(seed: int = 0, n: int = N) -> dict[str, np.ndarray]:
+    """x and y standard normal with correlation 0.99, and the :data:`BREAKERS`."""
+    rng = np.random.default_rng(seed)
+    xy = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.99], [0.99, 1.0]], n)
+    for row, values in BREAKERS.items():
+        xy[row] = values
+    return {"x": xy[:, 0], "y": xy[:, 1]}
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return write_parquet(tmp_path / "xy.parquet", pa.table(correlated()), row_group_size=500)
+
+
+def outputs(tmp_path: Path, data: Path, **kw):
+    """Validate with quarantine, clean and scores outputs; the report and the three tables."""
+    paths = {name: tmp_path / f"{name}.parquet" for name in ("quarantine", "clean", "scores")}
+    report = validate(data, **paths, **kw)
+    return report, *(pq.read_table(p) for p in paths.values())
+
+
+def joint_findings(report):
+    return [f for f in report.findings if f.check == "joint_outlier"]
+
+
+# -- the model ---------------------------------------------------------------------------------
+def test_rows_breaking_a_correlation_get_the_top_scores(data):
+    prof = profile(data)
+    fences = outlier_fences(prof, ValidationOptions())
+    model = fit_joint(prof, ["x", "y"], fences)
+    assert model is not None and model.columns == ("x", "y")
+    table = pq.read_table(data)
+    score = model.score(model.standardise(table, {"x": "numeric", "y": "numeric"}))
+    assert score.shape == (N,) and score.dtype == np.float64
+    top = np.argsort(-score, kind="stable")[: len(BREAKERS)]
+    assert sorted(top.tolist()) == sorted(BREAKERS)
+    assert (score[list(BREAKERS)] > JOINT_THRESHOLD).all()
+    others = np.delete(score, list(BREAKERS))
+    assert others.max() < JOINT_THRESHOLD
+    # each breaker's values are ordinary alone: inside every fence
+    for name, fence in fences.items():
+        x = table.column(name).to_numpy()[list(BREAKERS)]
+        assert ((x > fence.low) & (x < fence.high)).all()
+
+
+def test_joint_outliers_are_reported_and_kept(tmp_path, data):
+    report, quarantined, clean, _ = outputs(tmp_path, data)
+    (finding,) = joint_findings(report)
+    assert (finding.count, finding.severity, finding.column) == (4, "warning", None)
+    assert finding.sample_rows == sorted(BREAKERS)
+    assert quarantined.num_rows == 0 and clean.num_rows == N
+    assert set(BREAKERS) <= set(clean.column("_row_id").to_pylist())
+    assert report.rows_quarantined == 0 and report.passed
+    assert [f.check for f in report.findings] == ["joint_outlier"]  # nothing univariate
+
+
+def test_quarantine_outliers_joint_sends_them_to_quarantine(tmp_path, data):
+    report, quarantined, clean, _ = outputs(tmp_path, data, quarantine_outliers="joint")
+    assert quarantined.column("_row_id").to_pylist() == sorted(BREAKERS)
+    for reasons in quarantined.column(REASONS).to_pylist():
+        (reason,) = reasons
+        assert reason["check"] == "joint_outlier" and reason["score"] > JOINT_THRESHOLD
+    assert clean.num_rows == N - len(BREAKERS)
+    assert not set(BREAKERS) & set(clean.column("_row_id").to_pylist())
+    assert report.rows_quarantined == len(BREAKERS)
+
+
+# -- the scores output -------------------------------------------------------------------------
+def test_scores_have_one_row_per_input_row(tmp_path):
+    columns = correlated()
+    columns["x"][9] = np.nan  # quarantined for itself, still scored
+    columns["age"] = np.random.default_rng(1).integers(18, 90, N)
+    columns["age"][[3, 33, 333]] = -999
+    data = write_parquet(tmp_path / "t.parquet", pa.table(columns), row_group_size=500)
+    report, quarantined, _, scores = outputs(tmp_path, data)
+    assert scores.schema == SCORES_SCHEMA
+    assert scores.schema.field("_row_id").type == pa.int64()
+    assert scores.schema.field("score").type == pa.float64()
+    assert scores.schema.field("column").type == pa.string()
+    assert scores.column("_row_id").to_pylist() == list(range(N))
+    score = scores.column("score").to_numpy()
+    column = scores.column("column")
+    above = score > JOINT_THRESHOLD
+    assert pc.is_null(column).to_numpy(zero_copy_only=False).tolist() == (~above).tolist()
+    assert set(column.drop_null().to_pylist()) <= {"x", "y", "age"}
+    assert set(BREAKERS) <= set(np.flatnonzero(above).tolist())
+    # the finding counts the joint outliers the quarantine tier has not already taken
+    taken = set(quarantined.column("_row_id").to_pylist())
+    assert taken == {3, 9, 33, 333}
+    (finding,) = joint_findings(report)
+    assert finding.count == len(set(np.flatnonzero(above).tolist()) - taken)
+
+
+def test_the_responsible_column_is_the_one_that_breaks_the_pattern(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, N)
+    columns = {"x": x, "y": x + rng.normal(0, 0.05, N), "z": rng.normal(0, 1, N)}
+    columns["y"][50] = columns["x"][50] + 1.5  # y alone leaves the line y = x
+    data = write_parquet(tmp_path / "t.parquet", pa.table(columns))
+    _, _, _, scores = outputs(tmp_path, data)
+    row = scores.slice(50, 1).to_pylist()[0]
+    assert row["score"] > JOINT_THRESHOLD and row["column"] in ("x", "y")
+    assert pc.max(scores.column("score")).as_py() == row["score"]
+
+
+@pytest.mark.parametrize("batch_size", [7, 100, 1_000_000])
+def test_scores_do_not_depend_on_the_batch_size(tmp_path, data, batch_size):
+    # None of these batch sizes leaves a one-row batch in a 500-row chunk (see below).
+    reference = validate(data, scores=tmp_path / "ref.parquet", batch_size=500)
+    report = validate(data, scores=tmp_path / "s.parquet", batch_size=batch_size)
+    got, expected = pq.read_table(tmp_path / "s.parquet"), pq.read_table(tmp_path / "ref.parquet")
+    assert got.column("_row_id").to_pylist() == expected.column("_row_id").to_pylist()
+    # exact: each row's score is a function of that row and a model fixed before pass 2
+    np.testing.assert_array_equal(got.column("score").to_numpy(), expected.column("score"))
+    assert got.column("column").to_pylist() == expected.column("column").to_pylist()
+    assert [f.to_dict() for f in report.findings] == [f.to_dict() for f in reference.findings]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a row scored in a one-row batch differs from the same row scored with others "
+    "in the last bits (about 1e-15): numpy hands a one-row matrix product to BLAS gemv, "
+    "others to gemm, and OpenBLAS rounds them differently",
+)
+def test_scores_in_one_row_batches_are_the_same_bits(tmp_path):
+    data = write_parquet(tmp_path / "xy.parquet", pa.table(correlated()).slice(0, 300))
+    validate(data, scores=tmp_path / "one.parquet", batch_size=1)
+    validate(data, scores=tmp_path / "all.parquet", batch_size=1_000_000)
+    one, whole = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("one", "all"))
+    np.testing.assert_allclose(one.column("score"), whole.column("score"), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(one.column("score").to_numpy(), whole.column("score"))
+
+
+def test_two_runs_give_the_same_scores(tmp_path, data):
+    first = validate(data, scores=tmp_path / "a.parquet")
+    second = validate(data, scores=tmp_path / "b.parquet")
+    assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "b.parquet"))
+    assert [f.to_dict() for f in first.findings] == [f.to_dict() for f in second.findings]
+    assert first.joint == second.joint
+
+
+def _random_table(seed: int, n: int, kinds: list[str]) -> pa.Table:
+    """A table of ``n`` rows with one column of each kind, some with planted errors."""
+    rng = np.random.default_rng(seed)
+    columns: dict[str, np.ndarray] = {}
+    for i, kind in enumerate(kinds):
+        if kind == "normal":
+            x = rng.normal(0, 1, n)
+        elif kind == "lognormal":
+            x = rng.lognormal(2, 1, n)
+        elif kind == "counts":
+            x = rng.poisson(3, n)
+        elif kind == "placeholder":
+            x = rng.integers(0, 60, n).astype(np.float64)
+            x[rng.random(n) < 0.03] = -999.0
+        else:  # correlated with the first column, with a few rows off the line
+            first = next(iter(columns.values()), rng.normal(0, 1, n)).astype(np.float64)
+            x = first + rng.normal(0, 0.1, n)
+            x[rng.random(n) < 0.02] += 5.0
+        if kind != "counts" and rng.random() < 0.5:
+            x[rng.integers(0, n)] = 1e7  # a gross error
+        columns[f"{kind}{i}"] = x
+    return pa.table(columns)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(20, 200),
+    kinds=st.lists(
+        st.sampled_from(["normal", "lognormal", "counts", "placeholder", "correlated"]),
+        min_size=1,
+        max_size=4,
+    ),
+    batch_size=st.integers(1, 64),
+    sample_size=st.sampled_from([100_000, 40]),
+)
+def test_sentinels_fences_and_scores_do_not_depend_on_batch_size(
+    seed, n, kinds, batch_size, sample_size
+):
+    with tempfile.TemporaryDirectory() as folder:
+        data = write_parquet(Path(folder) / "t.parquet", _random_table(seed, n, kinds), 37)
+        runs = []
+        for size in (batch_size, 1_000_000):
+            scores = Path(folder) / f"s{size}.parquet"
+            report = validate(data, scores=scores, batch_size=size, sample_size=sample_size)
+            runs.append((report, pq.read_table(scores)))
+        (batched, batched_scores), (whole, whole_scores) = runs
+        assert batched.sentinels == whole.sentinels
+        assert batched.fences == whole.fences
+        assert batched.joint == whole.joint
+        assert [f.to_dict() for f in batched.findings] == [f.to_dict() for f in whole.findings]
+        for name in ("_row_id", "column"):
+            assert batched_scores.column(name).to_pylist() == whole_scores.column(name).to_pylist()
+        # Not bit for bit: the tail of a chunk can be a one-row batch, whose scores differ in
+        # the last bits (the xfail test above); a tolerance far below any score's meaning.
+        np.testing.assert_allclose(
+            batched_scores.column("score"), whole_scores.column("score"), rtol=1e-12, atol=1e-12
+        )
+
+
+# -- what makes no joint outliers ----------------------------------------------------------------
+def test_a_near_constant_column_makes_no_joint_outliers(tmp_path):
+    rng = np.random.default_rng(3)
+    flag = np.zeros(N)
+    flag[rng.choice(N, 8, replace=False)] = 1.0  # 99.6% zeros: near_constant
+    columns = {"x": rng.normal(0, 1, N), "y": rng.normal(0, 1, N), "flag": flag}
+    data = write_parquet(tmp_path / "t.parquet", pa.table(columns))
+    report, _, _, scores = outputs(tmp_path, data)
+    assert ("near_constant", "flag") in {(f.check, f.column) for f in report.findings}
+    assert joint_findings(report) == []
+    assert (scores.column("score").to_numpy() <= JOINT_THRESHOLD).all()
+    assert "flag" not in report.joint.columns
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a healthy binary column with 5% ones (zero_iqr, not near_constant) makes every "
+    "one of its minority rows a joint outlier (scores about 14), which the Huber floor in "
+    "pipeline.joint is documented to prevent",
+)
+def test_a_rare_binary_column_makes_no_joint_outliers(tmp_path):
+    rng = np.random.default_rng(4)
+    flag = (rng.random(N) < 0.05).astype(np.float64)
+    columns = {"x": rng.normal(0, 1, N), "y": rng.normal(0, 1, N), "flag": flag}
+    data = write_parquet(tmp_path / "t.parquet", pa.table(columns))
+    report, _, _, _ = outputs(tmp_path, data)
+    assert sum(f.count for f in joint_findings(report)) <= 0.01 * N
+
+
+def test_fewer_than_two_numeric_columns_give_no_joint_model(tmp_path):
+    rng = np.random.default_rng(5)
+    table = pa.table({"x": rng.normal(0, 1, N), "c": pa.array(rng.choice(["a", "b"], N))})
+    data = write_parquet(tmp_path / "t.parquet", table)
+    report, quarantined, clean, scores = outputs(tmp_path, data, quarantine_outliers="joint")
+    assert report.joint is None and joint_findings(report) == []
+    assert report.exit_code == 0 and quarantined.num_rows == 0 and clean.num_rows == N
+    assert scores.schema == SCORES_SCHEMA
+    prof = profile(data)
+    assert fit_joint(prof, ["x"], outlier_fences(prof, ValidationOptions())) is None
+
+
+# -- the gate ------------------------------------------------------------------------------------
+def test_strict_does_not_fail_on_a_joint_outlier_warning_alone(data):
+    report = validate(data, strict=True)
+    assert [(f.check, f.severity) for f in report.findings] == [("joint_outlier", "warning")]
+    assert report.passed and report.exit_code == 0
+
+
+def test_joint_outliers_fail_the_gate_when_made_errors(data):
+    for strict in (False, True):
+        report = validate(data, strict=strict, severities={"joint_outlier": "error"})
+        assert [(f.check, f.severity) for f in report.findings] == [("joint_outlier", "error")]
+        assert not report.passed and report.exit_code == 1
+
+
+def test_strict_still_fails_on_other_warnings(tmp_path):
+    columns = correlated()
+    columns["x"][0] = 1e6  # an outlier: a warning that gates
+    data = write_parquet(tmp_path / "t.parquet", pa.table(columns))
+    assert validate(data).passed
+    report = validate(data, strict=True)
+    assert ("outlier", "x") in {(f.check, f.column) for f in report.findings}
+    assert not report.passed and report.exit_code == 1
