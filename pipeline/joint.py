@@ -46,6 +46,7 @@ from .source import ROW_ID
 __all__ = [
     "FIT_ROWS",
     "JOINT_THRESHOLD",
+    "MAX_CODE_VALUES",
     "MAX_JOINT_COLUMNS",
     "JointModel",
     "JointSummary",
@@ -60,6 +61,9 @@ JOINT_THRESHOLD = 5.0
 FIT_ROWS = 20_000
 #: numeric columns the joint score uses at most (the first ones, in column order)
 MAX_JOINT_COLUMNS = 64
+#: columns with at most this many distinct values are codes (flags, categories), judged on
+#: their own by frequency, and left out of the joint score
+MAX_CODE_VALUES = 5
 #: share of the sample in the concentration steps' subset (the MCD's h / n)
 _SUBSET_SHARE = 0.75
 _MAX_STEPS = 30
@@ -122,8 +126,20 @@ class JointModel:
 
     def distance(self, z: np.ndarray) -> np.ndarray:
         """Robust Mahalanobis distance of standardised rows from the centre."""
-        w = (z - self.location) @ self.whitening
+        w = self._whitened(z)
         return np.sqrt(np.einsum("ij,ij->i", w, w))
+
+    def _whitened(self, z: np.ndarray) -> np.ndarray:
+        """``(z - location) @ whitening``, rounded the same whatever the number of rows.
+
+        BLAS takes one row through another routine (a matrix-vector product) that
+        rounds differently in the last bits; a single row goes through the
+        matrix-matrix one with a copy of itself, so a row's score does not depend
+        on the batch it came in.
+        """
+        if z.shape[0] == 1:
+            return ((np.vstack([z, z]) - self.location) @ self.whitening)[:1]
+        return (z - self.location) @ self.whitening
 
     def score(self, z: np.ndarray) -> np.ndarray:
         """The rows' scores: robust spreads of log distance beyond the fitting rows' median."""
@@ -132,7 +148,7 @@ class JointModel:
 
     def top_column(self, z: np.ndarray) -> np.ndarray:
         """Per row, the index of the column that adds most to its squared distance."""
-        w = (z - self.location) @ self.whitening
+        w = self._whitened(z)
         contribution = (z - self.location) * (w @ self.whitening.T)
         return np.argmax(contribution, axis=1)
 

@@ -17,14 +17,14 @@ the sorted values inward, and a value is a sentinel when:
   for a usual placeholder (:data:`PLACEHOLDERS`), under 1% for a zero below a
   positive column (a common zero is a real "none"), under 5% for any other value;
 - the gap to the nearest other value is at least :data:`GAP_SHARE` of the
-  bulk's width (a usual placeholder: half of that) (5th to 95th percentile of the other values) and at least
-  :data:`GAP_SPACINGS` times the spacing of the distinct values next to it,
-  so a count column's 0 next to its 1, or the top-coded 90 of an age column
-  next to its 89, is not one; a skewed positive column is measured on its
-  log scale, where its long tail is no gap. A 0 below a strictly positive
-  column needs only a quarter of the width and two spacings (a 0 below
-  whole-number lengths of 3 to 11 is one); a usual negative
-  placeholder (``-1``, ``-9``, ...) below a non-negative column with many
+  bulk's width (5th to 95th percentile of the other values; half of that for
+  a usual placeholder) and at least :data:`GAP_SPACINGS` times the spacing of
+  the distinct values next to it, so a count column's 0 next to its 1, or the
+  top-coded 90 of an age column next to its 89, is not one; a skewed positive
+  column is measured on its log scale, where its long tail is no gap. A 0
+  below a strictly positive column needs only a quarter of the width and two
+  spacings (a 0 below whole-number lengths of 3 to 11 is one); a usual
+  negative placeholder (``-1``, ``-9``, ...) below a non-negative column with many
   distinct values needs none.
 """
 

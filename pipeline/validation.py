@@ -48,7 +48,7 @@ from .engines import (
 from .errors import UsageError
 from .fences import outlier_fences
 from .findings import REASONS, Finding, Severities, order_of
-from .joint import JointModel, JointSummary, fit_joint, joint_summary
+from .joint import MAX_CODE_VALUES, JointModel, JointSummary, fit_joint, joint_summary
 from .options import ValidationOptions
 from .profiling import Profile
 from .quarantine import bad_row_mask
@@ -215,13 +215,17 @@ def _check_columns(run: Run, prof: Profile) -> tuple[list[Finding], RowRules]:
     ]  # fmt: skip
     joint = None
     if opts.severity("joint_outlier") is not None:
-        # Degenerate columns (constant, near-constant) would let their rare other values
-        # dominate every distance; they carry no joint information either.
+        # Degenerate columns (constant, near-constant) and codes with a handful of values
+        # (flags, categories) would let their rare values dominate every distance: those
+        # are judged by frequency, on their own; the joint score is for measurements.
         degenerate = {f.column for f in column_level if f.check in ("constant", "near_constant")}
         numeric = [
             n
             for n, c in prof.columns.items()
-            if c.kind == "numeric" and n != opts.label and n not in degenerate
+            if c.kind == "numeric"
+            and n != opts.label
+            and n not in degenerate
+            and (c.values is None or len(c.values) > MAX_CODE_VALUES)
         ]
         joint = fit_joint(prof, numeric, fences)
     return column_level, RowRules(rules, opts, fences, sentinels, joint, kinds)

@@ -151,12 +151,6 @@ def test_scores_do_not_depend_on_the_batch_size(tmp_path, data, batch_size):
     assert [f.to_dict() for f in report.findings] == [f.to_dict() for f in reference.findings]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a row scored in a one-row batch differs from the same row scored with others "
-    "in the last bits (about 1e-15): numpy hands a one-row matrix product to BLAS gemv, "
-    "others to gemm, and OpenBLAS rounds them differently",
-)
 def test_scores_in_one_row_batches_are_the_same_bits(tmp_path):
     data = write_parquet(tmp_path / "xy.parquet", pa.table(correlated()).slice(0, 300))
     validate(data, scores=tmp_path / "one.parquet", batch_size=1)
@@ -251,12 +245,6 @@ def test_a_near_constant_column_makes_no_joint_outliers(tmp_path):
     assert "flag" not in report.joint.columns
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a healthy binary column with 5% ones (zero_iqr, not near_constant) makes every "
-    "one of its minority rows a joint outlier (scores about 14), which the Huber floor in "
-    "pipeline.joint is documented to prevent",
-)
 def test_a_rare_binary_column_makes_no_joint_outliers(tmp_path):
     rng = np.random.default_rng(4)
     flag = (rng.random(N) < 0.05).astype(np.float64)
