@@ -238,11 +238,9 @@ def _chunks_to_recheck(run: Run, notes: ChunkNotes | None, rules: RowRules) -> l
     clean output, the scores, joint outliers sent to quarantine, schema checks
     of every row.
     """
-    if notes is None or "clean" in run.outputs:
+    if notes is None or "clean" in run.outputs or "scores" in run.outputs:
         return None
-    if rules.joint is not None and (
-        "scores" in run.outputs or run.opts.quarantine_outliers == "joint"
-    ):
+    if rules.joint is not None and run.opts.quarantine_outliers == "joint":
         return None
     if run.plan is not None and run.plan.checks_every_row:
         return None

@@ -261,7 +261,10 @@ def test_fewer_than_two_numeric_columns_give_no_joint_model(tmp_path):
     report, quarantined, clean, scores = outputs(tmp_path, data, quarantine_outliers="joint")
     assert report.joint is None and joint_findings(report) == []
     assert report.exit_code == 0 and quarantined.num_rows == 0 and clean.num_rows == N
-    assert scores.schema == SCORES_SCHEMA
+    # every row still has its line in the scores, unscored
+    assert scores.schema == SCORES_SCHEMA and scores.num_rows == N
+    assert scores.column("_row_id").to_pylist() == list(range(N))
+    assert scores.column("score").null_count == N == scores.column("column").null_count
     prof = profile(data)
     assert fit_joint(prof, ["x"], outlier_fences(prof, ValidationOptions())) is None
 

@@ -143,12 +143,20 @@ class RowRules:
             out[name] = (low, high)
         return out
 
-    def evaluate(self, batch: pa.RecordBatch) -> tuple[list[RowFailure], pa.RecordBatch | None]:
-        """The batch's row failures, and its rows' joint scores (``None`` without a model)."""
+    def evaluate(self, batch: pa.RecordBatch) -> tuple[list[RowFailure], pa.RecordBatch]:
+        """The batch's row failures, and its rows' joint scores.
+
+        Without a joint model (fewer than two numeric columns to combine) every
+        row still gets its line in the scores, with a null score and column.
+        """
         failures = self.failures(batch)
         model = self.joint
         if model is None:
-            return failures, None
+            nulls = [pa.nulls(batch.num_rows, pa.float64()), pa.nulls(batch.num_rows, pa.string())]
+            scores = pa.RecordBatch.from_arrays(
+                [batch.column(ROW_ID).cast(pa.int64()), *nulls], schema=SCORES_SCHEMA
+            )
+            return failures, scores
         z = model.standardise(batch, self.kinds)
         score = model.score(z)
         # The second tier: rows the first (quarantine) tier has not already taken.
