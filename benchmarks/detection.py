@@ -233,9 +233,9 @@ def batchguard_scores(path: Path, table: CorpusTable, config: Config) -> np.ndar
     """batchguard's row score: the ``score`` column of ``validate(path, scores=...)``.
 
     Scores are placed by ``_row_id``, not by file order. ``None`` when validate has no
-    ``scores=`` or wrote no score (the joint score switched off). Rows left without a
-    finite score (none, by the file's contract) count as the least unusual, so that they
-    never help the average precision.
+    ``scores=`` or gave no row a score (no joint model: the joint score switched off, or
+    no column to fit it on). Other rows left without a finite score count as the least
+    unusual, so that they never help the average precision.
     """
     out = path.with_suffix(".scores.parquet")
     try:
@@ -245,7 +245,7 @@ def batchguard_scores(path: Path, table: CorpusTable, config: Config) -> np.ndar
             return None
         raise
     got = pq.read_table(out, columns=["_row_id", "score"])
-    if got.num_rows == 0:
+    if got.num_rows == got.column("score").null_count:  # no joint model: every score null
         return None
     scores = np.full(len(table.frame), np.nan)
     scores[got.column("_row_id").to_numpy()] = got.column("score").to_numpy(zero_copy_only=False)
