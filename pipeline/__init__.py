@@ -46,6 +46,7 @@ _LAZY = {
     "Schema": "schema",
     "load_schema": "schema",
     "infer_schema": "schema",
+    "lr_find": "lr_finder",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])

@@ -15,17 +15,17 @@ PUBLIC = [
     "BadBatchError", "Batch", "BatchguardError", "ColumnProfile", "Finding", "Guard",
     "Preprocessor", "Profile", "Report", "RobustScaler", "Schema", "SchemaFileError", "Source",
     "SourceError", "StratifiedBatchSampler", "UsageError", "ValidationOptions", "__version__",
-    "fit", "guard", "guarded_collate", "infer_schema", "load_schema", "make_loader",
+    "fit", "guard", "guarded_collate", "infer_schema", "load_schema", "lr_find", "make_loader",
     "open_source", "profile", "validate",
 ]  # fmt: skip
 
 
 #: the public functions, and the modules they are defined in
-FUNCTIONS = ["fit", "guard", "guarded_collate", "infer_schema", "load_schema", "make_loader",
-             "open_source", "profile", "validate"]  # fmt: skip
+FUNCTIONS = ["fit", "guard", "guarded_collate", "infer_schema", "load_schema", "lr_find",
+             "make_loader", "open_source", "profile", "validate"]  # fmt: skip
 FUNCTION_MODULES = ["pipeline.validation", "pipeline.loader", "pipeline.preprocess",
                     "pipeline.profiling", "pipeline.guarding", "pipeline.source",
-                    "pipeline.schema"]  # fmt: skip
+                    "pipeline.schema", "pipeline.lr_finder"]  # fmt: skip
 
 
 def test_public_names_are_pinned_and_resolve():
