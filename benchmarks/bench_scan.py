@@ -67,6 +67,8 @@ PREVIOUS_DEFAULTS = {
     "outlier_method": "iqr",
     "severities": {"sentinel": "off", "joint_outlier": "off"},
 }
+#: the peers that need a library of the ``bench`` extra; left out when it is missing
+PEER_MODULES = {"polars_lazy": "polars", "duckdb_summarize": "duckdb"}
 #: quantiles the polars peer computes per numeric column (those the profile reports)
 QUARTILES = [0.25, 0.5, 0.75]
 
@@ -289,6 +291,20 @@ def _file(path: Path) -> dict[str, Any]:
     meta = run_variant("meta", path)
     size = round(path.stat().st_size / 1e6, 1)
     return {"path": str(path), "rows": meta["rows"], "row_groups": meta["row_groups"], "mb": size}
+
+
+def installed(variants: list[str]) -> list[str]:
+    """The variants whose peer library is installed; the others are named and left out."""
+    from importlib.util import find_spec  # finds without importing: the parent stays small
+
+    kept = []
+    for v in variants:
+        module = PEER_MODULES.get(v)
+        if module is not None and find_spec(module) is None:
+            h.log(f"{v} left out: {module} is not installed (pip install -e '.[bench]')")
+        else:
+            kept.append(v)
+    return kept
 
 
 def bench(
@@ -518,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         ap.error(f"unknown variant {unknown[0]}; variants are {', '.join(VARIANTS)}")
+    variants = installed(variants)
     quiet = (args.quiet_limit, args.quiet_wait)
     results = bench(args.data, big, args.reps, args.big_reps, variants, quiet)
     if args.json:
