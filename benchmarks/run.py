@@ -2,7 +2,8 @@
 
 Writes the data files if they are missing (benchmarks/data/, git-ignored), runs
 ``bench_scan.py`` (5 interleaved rounds on the 5M-row file, 3 on the 20M-row
-file for the memory-scaling check) and prints the table of medians and ratios.
+file for the memory-scaling check; its default variants, the polars peer included
+when the ``bench`` extra is installed) and prints the table of medians and ratios.
 The raw runs go to ``benchmarks/data/results.json``.
 
 Options::
