@@ -517,10 +517,12 @@ class Profile:
         }
         self.sample = RowSample(sample_size)
         self._stats: dict[str, ColumnStats] = {}
+        self._value_counts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def update(self, batch: pa.RecordBatch) -> dict[str, BatchSummary]:
         """Add one record batch (with ``_row_id``); returns per numeric column what it held."""
         self._stats.clear()
+        self._value_counts.clear()
         self.rows += batch.num_rows
         summaries: dict[str, BatchSummary] = {}
         for name, column in self.columns.items():
@@ -535,6 +537,7 @@ class Profile:
         if other.schema.names != self.schema.names:
             raise ValueError("cannot merge profiles of datasets with different columns")
         self._stats.clear()
+        self._value_counts.clear()
         self.rows += other.rows
         for name, column in self.columns.items():
             column.merge(other.columns[name])
@@ -563,6 +566,11 @@ class Profile:
         Exact while the column has at most :data:`EXACT_VALUES` distinct values;
         beyond that, the counts of the row sample (scaled to the column's size).
         """
+        if name not in self._value_counts:
+            self._value_counts[name] = self._compute_value_counts(name)
+        return self._value_counts[name]
+
+    def _compute_value_counts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         column = self.columns[name]
         if column.values is not None:
             pairs = [(v, n) for v, n in column.values.items() if v is not None]
