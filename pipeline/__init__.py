@@ -47,6 +47,8 @@ _LAZY = {
     "load_schema": "schema",
     "infer_schema": "schema",
     "lr_find": "lr_finder",
+    "StabilityMonitor": "monitor",
+    "Verdict": "monitor",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])

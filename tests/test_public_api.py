@@ -17,6 +17,7 @@ PUBLIC = [
     "SourceError", "StratifiedBatchSampler", "UsageError", "ValidationOptions", "__version__",
     "fit", "guard", "guarded_collate", "infer_schema", "load_schema", "lr_find", "make_loader",
     "open_source", "profile", "validate",
+    "StabilityMonitor", "Verdict",
 ]  # fmt: skip
 
 
