@@ -18,32 +18,39 @@ the rows, with the numbers behind it::
         optimizer.step()
 
 What is watched each step, on the loss's device (one fused norm over every
-parameter's gradient, grouped by the module that owns it):
+parameter's gradient, grouped by the module that owns it; one host read per step, or
+none on healthy steps with ``sync_every > 1``):
 
-- the batch loss against the median and median absolute deviation of recent losses
-  (the detector :meth:`Guard.observe_loss <pipeline.Guard.observe_loss>` uses), and
-  runs of spikes or a rising median (a *persistent* rise);
-- each module's gradient norm against its own recent median (``exploding``), against
-  the norm of its weights (gradients far larger than the weights they update), and
-  the first layers' gradients against the last layers' (``vanishing``);
+- the batch loss, its largest row and its median row, each against its own recent
+  window (median plus 6 robust standard deviations, and 5x the window's largest): a
+  spike of the batch loss, a run of them, or a slow rise is an event; the other two
+  say who moved;
+- each module's gradient norm against the largest of its recent norms, and against
+  the norm of its weights (``exploding``); the first layer's gradient per element
+  against the last layer's (``vanishing``);
 - non-finite losses or gradients: the forward pass of the batch is replayed with hooks
-  to name the first module whose output went non-finite (nothing is paid on healthy
-  steps); with finite outputs, the module where the backward pass went non-finite;
+  to name the first module whose output went non-finite, or the input rows that carry
+  one (nothing is paid on healthy steps); with a finite loss, the module where the
+  backward pass went non-finite;
 - optionally (``activations=True``), ReLU units that never fire and sigmoid/tanh units
   that never leave saturation over a window of steps.
 
-Attribution, in this order: ``data`` when removing a few rows (robust outliers of the
-per-row loss) takes the batch back under the spike bound, and those rows' ids are the
-verdict's ``rows``; ``gradients`` when one layer's gradient jumped alone, or a
-gradient dwarfs its weights; ``learning_rate`` when the whole batch rose after an
-update, the gradients rose together (or not at all), and the optimizer's learning
-rate rose recently or its last update was large for the weights; ``gradients`` again
-for a blow-up spread over all layers with no change of the learning rate; else
-``unknown``.
+Attribution, in this order:
+
+1. ``data``: the largest row spiked and the median row did not, and the rows beyond
+   what recent batches' worst rows reached are at most a quarter of the batch (their
+   ids are the verdict's ``rows``). Right after the learning rate rose, or when the
+   gradients blew up past the first layer, those rows must also have outlying inputs.
+2. ``learning_rate``: the learning rate rose 2x or more within the loss window.
+3. ``gradients``/``exploding``: some layers' gradients blew up far apart from the rest
+   (the first of them is named), or a gradient is 100x the weights it updates.
+4. ``learning_rate``: the last update was large for the weights (a median layer moved
+   by a tenth of its norm).
+5. ``data`` for the whole batch when the loss is a scalar (rows cannot be told apart);
+   ``unknown`` otherwise.
 
 Non-finite values always trip and never enter the running statistics, so one NaN
-costs one skipped step and the next spike is still caught. No statistic is read on
-the host on healthy steps unless ``sync_every`` says so (see :class:`StabilityMonitor`).
+costs one skipped step and the next spike is still caught.
 """
 
 from __future__ import annotations
@@ -694,7 +701,9 @@ class StabilityMonitor:
         if self._bounds is None or self._bounds.device != stats.device:
             self._bounds = torch.full_like(stats, math.inf)
         bad = ~torch.isfinite(stats) | (stats > self._bounds)
-        self._flags[slot : slot + 1].copy_(bad.any().reshape(1), non_blocking=True)
+        # Converted on the device: the copy to host memory then needs no wait for it.
+        flag = bad.any().reshape(1).to(torch.uint8)
+        self._flags[slot : slot + 1].copy_(flag, non_blocking=True)
         if stats.device.type == "cuda":
             event = torch.cuda.Event()
             event.record()
@@ -1056,8 +1065,9 @@ class StabilityMonitor:
         handles = [m.register_forward_hook(hook(n)) for n, m in self.model.named_modules()]
         # The replay must leave no trace: buffers (BatchNorm statistics) and RNG restored.
         buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
+        cuda = sorted({p.device.index or 0 for p in self._layers.params if p.is_cuda})
         try:
-            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            with torch.no_grad(), torch.random.fork_rng(devices=cuda):
                 self.model(*args, **kwargs)
         except Exception:  # noqa: BLE001 - a failed replay only loses the module's name
             log.debug("batchguard: replay of step %d failed", rec.step, exc_info=True)
@@ -1244,8 +1254,11 @@ class StabilityMonitor:
         self._act_steps = int(acts["steps"])
         self._act_armed.update(acts["armed"])
         if self._acts is not None:
+            params = self._layers.params
+            device = params[0].device if params else None  # where the hooks will OR into them
             self._acts.seen = [
-                None if s is None else torch.tensor(s, dtype=torch.bool) for s in acts["seen"]
+                None if s is None else torch.tensor(s, dtype=torch.bool, device=device)
+                for s in acts["seen"]
             ]
         self._pending, self._ring, self._events = [], None, []
         for p in state["pending"]:

@@ -313,9 +313,10 @@ def test_loss_detector_survives_nan_and_keeps_the_guard_rule():
 
 
 def test_state_round_trip_reproduces_the_decisions():
-    """A run saved at step 100 and resumed makes the same decisions as the run that went on."""
-    steps, cut = AT + 60, 100
-    a = Run("data", 2, "cancer", "sgd", steps, sync_every=4)
+    """A run saved at step 102 and resumed makes the same decisions as the run that went on."""
+    steps, cut = AT + 60, 102  # mid-way through a read period and an activation window
+    options = {"sync_every": 4, "activations": True, "activation_window": 30}
+    a = Run("data", 2, "cancer", "sgd", steps, **options)
     for step in range(cut):
         a.step(step)
     saved = (
@@ -324,7 +325,7 @@ def test_state_round_trip_reproduces_the_decisions():
         json.loads(json.dumps(a.monitor.state_dict())),  # plain values only
     )
     a.go(cut)
-    b = Run("data", 2, "cancer", "sgd", steps, sync_every=4)
+    b = Run("data", 2, "cancer", "sgd", steps, **options)
     b.model.load_state_dict(saved[0])
     b.optimizer.load_state_dict(saved[1])
     b.monitor.load_state_dict(saved[2])
@@ -339,7 +340,7 @@ def test_state_round_trip_reproduces_the_decisions():
     assert [v.step for v in a.monitor.verdicts] == [AT]
     assert a.monitor.state_dict()["loss"] == b.monitor.state_dict()["loss"]
     # a fresh monitor without the state: the step counter and the histories differ
-    c = Run("data", 2, "cancer", "sgd", steps, sync_every=4)
+    c = Run("data", 2, "cancer", "sgd", steps, **options)
     c.model.load_state_dict(saved[0])
     assert c.monitor.state_dict()["step"] == 0
 
