@@ -244,7 +244,7 @@ def test_fault_injection_suite():
 
 @pytest.mark.slow
 def test_fault_injection_suite_more_seeds():
-    # with the fast case: 10 seeds' clean runs, 12,000 steps
+    # with the fast case: 5 seeds, clean runs of 12,000 steps in all
     check_suite(range(1, 5), clean_steps=400)
 
 
