@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._batch_records import batch_records, row_ids_at
 from .errors import BadBatchError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -337,12 +338,12 @@ class BatchChecker:
             bad |= mask
             self.stats.reasons[check] += int(mask.sum())
         bad_pos = torch.nonzero(bad).flatten().cpu().numpy()
-        row_ids = _row_ids(ids, bad_pos, n)
+        row_ids = row_ids_at(ids, bad_pos, n)
         if self.on_bad == "raise":
             raise BadBatchError(_describe(index, row_problems, batch_problems, row_ids, bad_pos))
         if bad_pos.size:
             if self.quarantine is not None:
-                self.quarantine.add(_records(index, flat, y, ids, bad_pos, row_problems))
+                self.quarantine.add(batch_records(index, flat, y, ids, bad_pos, row_problems))
             if self.on_bad == "warn":
                 log.warning("batchguard: %s", _describe(index, row_problems, [], row_ids, bad_pos))
                 return batch
@@ -357,12 +358,6 @@ class BatchChecker:
 
 def _tensor_or_none(value: Any) -> torch.Tensor | None:
     return value if isinstance(value, torch.Tensor) else None
-
-
-def _row_ids(ids: Any, positions: np.ndarray, n: int) -> list[int | None]:
-    if isinstance(ids, torch.Tensor) and ids.shape[:1] == (n,):
-        return ids.reshape(n)[torch.as_tensor(positions, device=ids.device)].cpu().tolist()
-    return [None] * len(positions)
 
 
 def _describe(
@@ -383,30 +378,6 @@ def _describe(
         parts.append(f"{positions.size} bad rows: {', '.join(shown)}{more}")
     parts.extend(f"{check}: {message}" for check, message in batch_problems)
     return f"batch {index}: " + "; ".join(parts)
-
-
-def _records(
-    index: int,
-    flat: torch.Tensor,
-    y: Any,
-    ids: Any,
-    positions: np.ndarray,
-    row_problems: list[tuple[str, torch.Tensor, str]],
-    loss: float | None = None,
-) -> list[dict[str, Any]]:
-    """One quarantine record per bad row, with every reason that applies to it."""
-    from .quarantine import reason_records  # loaded with the quarantine (see BatchChecker)
-
-    n = flat.shape[0]
-    pos_t = torch.as_tensor(positions, device=flat.device)
-    feats = flat[pos_t].float().cpu().numpy()
-    labels: list[Any] = [None] * len(positions)
-    if isinstance(y, torch.Tensor) and y.shape[:1] == (n,):
-        labels = y.reshape(n)[pos_t].double().cpu().tolist()
-    checks = [(c, mask[pos_t].cpu().numpy(), t) for c, mask, t in row_problems]
-    return reason_records(
-        index, positions.tolist(), feats, labels, _row_ids(ids, positions, n), checks, loss
-    )
 
 
 def _select(batch: Any, keep: torch.Tensor, n: int) -> Any:
@@ -484,6 +455,24 @@ class Guard:
         ids = lay.get(batch, lay.row_id)
         self._last = (self._index, x, lay.get(batch, lay.label), ids)
 
+    def quarantine_loss_spike(self, positions: np.ndarray, loss: float, *, skipped: bool) -> None:
+        """Send rows of the last batch served to quarantine as ``loss_spike``.
+
+        What a :class:`~pipeline.monitor.StabilityMonitor` built with
+        ``quarantine=guard`` calls on a data verdict: ``positions`` index the rows
+        of the batch this guard served last.
+        """
+        self.stats.reasons["loss_spike"] += 1
+        if skipped:
+            self.stats.skipped_steps += 1
+        parts = self.checker.quarantine
+        if parts is None or self._last is None:
+            return
+        index, x, y, ids = self._last
+        flat = x.reshape(x.shape[0], -1)
+        if positions.size and positions.max() < flat.shape[0]:
+            parts.add(batch_records(index, flat, y, ids, positions, [], loss))
+
     def observe_loss(self, loss: torch.Tensor | float) -> bool:
         """Record the loss of the last batch; returns True when the step should be skipped.
 
@@ -506,7 +495,9 @@ class Guard:
             if self.checker.quarantine is not None and x.shape[0]:
                 flat = x.reshape(x.shape[0], -1)
                 positions = np.arange(x.shape[0])
-                self.checker.quarantine.add(_records(index, flat, y, ids, positions, [], value))
+                self.checker.quarantine.add(
+                    batch_records(index, flat, y, ids, positions, [], value)
+                )
         return True
 
     def close(self) -> None:

@@ -1154,25 +1154,17 @@ class StabilityMonitor:
         if positions is None or positions.size == 0:
             return
         target = self._quarantine
-        from .guarding import Guard, _records
-
-        if isinstance(target, Guard):
-            target.stats.reasons["loss_spike"] += 1
-            if verdict.skip:
-                target.stats.skipped_steps += 1
-            parts = target.checker.quarantine
-            if parts is None or target._last is None:
-                return
-            index, x, y, ids = target._last
-            flat = x.reshape(x.shape[0], -1)
-            if positions.max() < flat.shape[0]:
-                parts.add(_records(index, flat, y, ids, positions, [], float(rec.loss[0])))
+        loss = float(rec.loss[0])
+        if hasattr(target, "quarantine_loss_spike"):  # a Guard: its last batch holds the rows
+            target.quarantine_loss_spike(positions, loss, skipped=verdict.skip)
             return
         inputs = self._input_rows(rec)
         if inputs is None:
             return
+        from ._batch_records import batch_records
+
         flat = inputs.detach().reshape(inputs.shape[0], -1)
-        target.add(_records(rec.step, flat, None, rec.row_ids, positions, [], float(rec.loss[0])))
+        target.add(batch_records(rec.step, flat, None, rec.row_ids, positions, [], loss))
 
     def _input_rows(self, rec: _Step) -> torch.Tensor | None:
         if self._inputs is None or self._inputs_step != rec.step or rec.per_row is None:
