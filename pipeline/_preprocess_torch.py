@@ -5,8 +5,6 @@ feature caches do, and return float32: the served features equal the trained one
 for bit.
 """
 
-from __future__ import annotations
-
 import numpy as np
 import torch
 from torch import nn
@@ -14,6 +12,10 @@ from torch import nn
 
 class _Scale(nn.Module):
     """``(x - center) / scale``, clipped to ``[-clip, clip]`` when ``clip`` > 0."""
+
+    center: torch.Tensor
+    scale: torch.Tensor
+    median: torch.Tensor
 
     def __init__(self, center: np.ndarray, scale: np.ndarray, median: np.ndarray, clip: float):
         super().__init__()

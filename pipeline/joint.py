@@ -216,7 +216,9 @@ def joint_summary(
     if quarantined is not None and sample.num_rows:
         kept = ~quarantined(sample.combine_chunks().to_batches()[0])
     finite = np.isfinite(score)
-    counts, edges = np.histogram(score[finite], bins=40) if finite.any() else ([], [])
+    counts, edges = (
+        np.histogram(score[finite], bins=40) if finite.any() else (np.zeros(0), np.zeros(0))
+    )
     order = np.argsort(-np.where(finite & kept, score, -np.inf), kind="stable")[:top]
     order = order[kept[order]]
     columns = model.columns_of(z[order], score[order]).to_pylist()
@@ -286,11 +288,13 @@ def fit_joint(
     p = len(chosen)
     if p < 2 or sample.num_rows <= 2 * p:
         return None
-    arrays = [np.array(a, dtype=np.float64) for a in (shift, floor, center, spread)]
     model = JointModel(
         tuple(chosen),
         np.array(log, dtype=bool),
-        *arrays,
+        np.array(shift, dtype=np.float64),
+        np.array(floor, dtype=np.float64),
+        np.array(center, dtype=np.float64),
+        np.array(spread, dtype=np.float64),
         np.zeros(p),
         np.eye(p),
         0.0,

@@ -276,6 +276,7 @@ class Preprocessor:
                 f"but got unseen_labels={unseen_labels!r}"
             )
         fitted = self._fitted_rows(source)
+        report: Report | LoaderReport | None
         if fitted is not None:
             src, report = fitted, self.report
         else:
