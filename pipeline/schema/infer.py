@@ -132,7 +132,7 @@ def _column(prof: Profile, name: str, is_label: bool) -> Any:
     field = prof.schema.field(name)
     checks = []
     if c.kind == "numeric" and not is_label and c.finite:
-        integer = pa_is_integer(field)
+        integer = _is_integer(field)
         low, high = widen(c.min, c.max, integer=integer)
         checks.append(pa.Check.in_range(low, high))
     if c.kind == "numeric" and _is_float(field):
@@ -191,7 +191,7 @@ def _round_up(x: float, digits: int) -> float:
     return min(1.0, math.ceil(x * scale - 1e-9) / scale)
 
 
-def pa_is_integer(f: Any) -> bool:
+def _is_integer(f: Any) -> bool:
     import pyarrow as pa
 
     typ = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
