@@ -60,7 +60,7 @@ __all__ = [
 #: a row is a joint outlier
 JOINT_THRESHOLD = 5.0
 #: sample rows the model is fitted on at most (an evenly spaced subset of the sample)
-FIT_ROWS = 20_000
+FIT_ROWS = 10_000
 #: numeric columns the joint score uses at most (the first ones, in column order)
 MAX_JOINT_COLUMNS = 64
 #: columns with at most this many distinct values are codes (flags, categories), judged on
