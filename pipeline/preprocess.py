@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -276,19 +276,20 @@ class Preprocessor:
                 f"but got unseen_labels={unseen_labels!r}"
             )
         fitted = self._fitted_rows(source)
-        report: Report | LoaderReport | None
-        if fitted is not None:
-            src, report = fitted, self.report
-        else:
+        report: Report | LoaderReport | None = self.report
+        keep = None
+        if fitted is None:
             src = self._checked_source(source)
-            report = self._servable(src, unseen_labels)
-        return build_loader(
-            self, src, report,
+            report, unseen, keep = self._serving_filter(src)
+        loader = build_loader(
+            self, fitted if fitted is not None else src, report,
             batch_size=batch_size, shuffle=shuffle, stratify=stratify, drop_last=drop_last,
             seed=seed, bins=bins, num_workers=num_workers, pin_memory=pin_memory,
-            num_replicas=num_replicas, rank=rank, cache_dir=cache_dir,
-            keep=None if fitted is not None else self._keep_mask,
+            num_replicas=num_replicas, rank=rank, cache_dir=cache_dir, keep=keep,
         )  # fmt: skip
+        if isinstance(report, LoaderReport):
+            self._close(report, unseen, unseen_labels)
+        return loader
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -425,18 +426,19 @@ class Preprocessor:
         key, clean, _ = self._fitted
         return clean if _source_key(source) == key and os.path.exists(clean.path) else None
 
-    def _keep_mask(self, batch: pa.RecordBatch) -> np.ndarray:
-        """The rows of a batch the model can take (see :class:`LoaderReport`)."""
-        return _first_reasons(self, batch)[0] < 0
+    def _serving_filter(
+        self, src: Source
+    ) -> tuple[LoaderReport, set[Any], Callable[[pa.RecordBatch], np.ndarray]]:
+        """A ``keep`` for the cache writer that also counts what it sets aside, and why.
 
-    def _servable(self, src: Source, unseen_labels: str) -> LoaderReport:
-        """Count what a loader over ``src`` sets aside, before it writes its cache."""
+        The counts are taken in the one pass that writes the loader's cache.
+        """
         report = LoaderReport(src.path)
         unseen: set[Any] = set()
-        columns = [*self.features, *([self.label] if self.label else [])]
-        for batch in src.iter_batches(columns=columns):
+
+        def keep(batch: pa.RecordBatch) -> np.ndarray:
             reasons, found = _first_reasons(self, batch)
-            unseen |= found
+            unseen.update(found)
             report.rows += batch.num_rows
             ids = batch.column(ROW_ID).to_numpy(zero_copy_only=False)
             for code, reason in enumerate(_REASONS):
@@ -446,18 +448,23 @@ class Preprocessor:
                     report.set_aside[reason] = report.set_aside.get(reason, 0) + n
                     shown = report.sample_rows.setdefault(reason, [])
                     shown.extend(ids[mask][: 5 - len(shown)].tolist())
+            return reasons < 0
+
+        return report, unseen, keep
+
+    def _close(self, report: LoaderReport, unseen: set[Any], unseen_labels: str) -> None:
+        """Finish the counts of :meth:`_serving_filter`: raise on unseen classes, or log."""
         report.set_aside = {r: report.set_aside[r] for r in _REASONS if r in report.set_aside}
         report.unseen_classes = sorted(unseen, key=str)
         report.rows_served = report.rows - sum(report.set_aside.values())
         if unseen and unseen_labels == "raise":
             raise UsageError(
-                f"{src.path}: label {self.label!r} holds classes training never saw: "
+                f"{report.dataset}: label {self.label!r} holds classes training never saw: "
                 f"{', '.join(map(repr, report.unseen_classes[:10]))}; pass "
                 "unseen_labels='set_aside' to leave those rows out"
             )
         if report.set_aside:
             log.warning("batchguard: %s", report.summary())
-        return report
 
 
 #: why a row is set aside, in the order a row's first reason is taken
