@@ -192,35 +192,40 @@ def _stands_apart(run: np.ndarray, others: np.ndarray, weights: np.ndarray, side
     else:
         share = GAP_SHARE
     lowest = min(float(run.min()), float(others[0]))
-    if _skewed(others, weights):
+    # The others' quantiles by rank: the same ranks hold on a log scale, which keeps order.
+    q05, q10, q50, q90, q95 = others[_ranks(weights, (0.05, 0.1, 0.5, 0.9, 0.95))]
+    if _skewed(others, (q10, q50, q90)):
         # Judge a skewed column on a log scale (shifted past zero), where its long tail
         # is no gap.
         shift = (float(others[others > 0][0]) if others[0] <= 0 else 0.0) - min(lowest, 0.0)
         edge, others = np.log(edge + shift + _TINY), np.log(others + shift + _TINY)
+        q05, q95 = np.log(np.array([q05, q95]) + shift + _TINY)
     near = others[:11] if side == "low" else others[-11:]
     gap = float(others[0] - edge) if side == "low" else float(edge - others[-1])
     spacing = float(np.median(np.diff(near))) if near.size > 1 else 0.0
-    width = _weighted_quantile(others, weights, 0.95) - _weighted_quantile(others, weights, 0.05)
+    width = float(q95 - q05)
     # A zero below whole-number lengths of 3 and more stands 3 spacings off; a count's 0 one.
     spacings = _ZERO_GAP_SPACINGS if share == _ZERO_GAP_SHARE else GAP_SPACINGS
     return gap > 0 and gap >= share * width and gap >= spacings * spacing
 
 
-def _skewed(values: np.ndarray, weights: np.ndarray) -> bool:
-    """A non-negative column whose bulk is more symmetric on a log scale."""
+def _skewed(values: np.ndarray, deciles: tuple[float, float, float]) -> bool:
+    """A non-negative column whose bulk is more symmetric on a log scale.
+
+    ``deciles`` are the column's 10th, 50th and 90th percentiles.
+    """
     if values[0] < 0 or values[-1] <= 0:
         return False
     shift = float(values[values > 0][0]) if values[0] == 0 else 0.0
 
-    def bowley(x: np.ndarray) -> float:
-        q10, q50, q90 = (_weighted_quantile(x, weights, q) for q in (0.1, 0.5, 0.9))
+    def bowley(q10: float, q50: float, q90: float) -> float:
         return (q90 + q10 - 2 * q50) / (q90 - q10) if q90 > q10 else 0.0
 
-    raw = bowley(values)
-    return raw > SKEWED and abs(bowley(np.log(values + shift))) < raw
+    raw = bowley(*deciles)
+    return raw > SKEWED and abs(bowley(*np.log(np.array(deciles) + shift))) < raw
 
 
-def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
-    """The ``q`` quantile of sorted ``values`` each repeated ``weights`` times (lower rank)."""
+def _ranks(weights: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """Positions of the ``qs`` quantiles (lower rank) of sorted values weighted by ``weights``."""
     cumulative = np.cumsum(weights)
-    return float(values[int(np.searchsorted(cumulative, q * cumulative[-1], side="left"))])
+    return np.searchsorted(cumulative, np.asarray(qs) * cumulative[-1], side="left")
