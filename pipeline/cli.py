@@ -86,6 +86,19 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
 @_file_option("--report", "report_path", help="Write a self-contained HTML report here (.html).")
 @_file_option("--profile-out", help="Write the mergeable column profile as JSON.")
 @click.option(
+    "--baseline",
+    metavar="FILE",
+    type=click.Path(dir_okay=True, readable=False, path_type=str),
+    help="Compare with this baseline (a --profile-out or --baseline-out JSON, or a saved "
+    "preprocessor folder): drift, label drift, new, missing and retyped columns.",
+)
+@_file_option(
+    "--baseline-out",
+    metavar="OUT.json",
+    help="Write a slim drift baseline (exact counts, 1,001 quantiles per numeric column; "
+    "a few kB per column) for a later --baseline.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
@@ -205,6 +218,9 @@ def _run(dataset: str, **kw: Any) -> int:
     profile_out = kw.pop("profile_out", None)
     if profile_out is not None:
         _check_text_output(profile_out, dataset, "--profile-out", (".json",))
+    baseline_out = kw.pop("baseline_out", None)
+    if baseline_out is not None:
+        _check_text_output(baseline_out, dataset, "--baseline-out", (".json",))
     report_path = kw.pop("report_path", None)
     if report_path is not None:
         _check_text_output(report_path, dataset, "--report", (".html", ".htm"))
@@ -222,6 +238,11 @@ def _run(dataset: str, **kw: Any) -> int:
 
         write_text(profile_out, json.dumps(report.profile.to_dict(), default=str) + "\n")
         report.outputs["profile"] = profile_out
+    if baseline_out:
+        from .drift import write_baseline
+
+        write_baseline(report.profile, baseline_out)
+        report.outputs["baseline"] = baseline_out
     if report_path:
         from .report import write_html
 
@@ -245,7 +266,7 @@ def _run(dataset: str, **kw: Any) -> int:
 
 
 #: options that make no sense when only inferring a schema
-_NOT_WITH_INFER = ("schema", "quarantine", "clean")
+_NOT_WITH_INFER = ("schema", "quarantine", "clean", "baseline")
 
 
 def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> int:

@@ -79,12 +79,25 @@ REASONS: dict[str, Reason] = {
         "fix the rows or relax the schema check", "rows failing schema check {detail}",
     ),
     "missing_column": Reason(
-        "column", "error", "a column the schema names is not in the data",
+        "column", "error", "a column the schema or the baseline names is not in the data",
         "add it upstream, or mark it 'required: false' in the schema",
     ),
     "dtype": Reason(
-        "column", "error", "a column's type differs from the schema's",
+        "column", "error", "a column's type differs from the schema's or the baseline's",
         "cast it upstream or change the schema's dtype",
+    ),
+    "new_column": Reason(
+        "column", "warning", "a column that the baseline does not have",
+        "check it is meant to be there, then write a new baseline",
+    ),
+    "drift": Reason(
+        "column", "error",
+        "a column's distribution, categories or missing share moved from the baseline",
+        "find the upstream change, or write a new baseline if it is meant",
+    ),
+    "label_drift": Reason(
+        "column", "error", "the label's class shares moved from the baseline, or a class "
+        "appeared or vanished", "retrain or reweight for the new balance, or fix the labels",
     ),
     "constant": Reason(
         "column", "error", "at most one distinct non-null value",
@@ -223,6 +236,9 @@ class Finding:
         Up to a few row ids showing the problem, in row order.
     schema_check : str or None
         For ``check == "schema"``: the schema's own check name (e.g. ``"greater_than"``).
+    metric, value, threshold : str, float, float or None
+        For drift findings (``drift``, ``label_drift``): the metric (``ks``, ``psi``,
+        ``tvd``, ...), its value, and the threshold it reached.
     """
 
     check: str
@@ -233,6 +249,9 @@ class Finding:
     message: str
     sample_rows: list[int] = field(default_factory=list)
     schema_check: str | None = None
+    metric: str | None = None
+    value: float | None = None
+    threshold: float | None = None
 
     @property
     def check_name(self) -> str:
@@ -255,6 +274,7 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         """The finding as the JSON report writes it."""
         out = asdict(self)
-        if self.schema_check is None:
-            del out["schema_check"]
+        for key in ("schema_check", "metric", "value", "threshold"):
+            if out[key] is None:
+                del out[key]
         return out

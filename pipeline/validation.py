@@ -56,6 +56,7 @@ from .report import Report
 from .source import Chunk, Source, open_source
 
 if TYPE_CHECKING:
+    from .drift import Baseline, DriftConfig, DriftResult
     from .schema import SchemaPlan
 
 __all__ = ["validate"]
@@ -72,6 +73,8 @@ def validate(
     progress: Progress | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    baseline: Any = None,
+    drift: Any = None,
     **options: Any,
 ) -> Report:
     """Validate a dataset: profile it, check it, quarantine bad rows, return the report.
@@ -100,6 +103,15 @@ def validate(
     ray_address : str, optional
         The Ray cluster to use (``ray.init(address=...)``); without it Ray
         uses ``RAY_ADDRESS`` or starts on this machine. Only with ``engine="ray"``.
+    baseline : str, os.PathLike, Profile or pipeline.drift.Baseline, optional
+        Compare with this baseline (a ``--profile-out`` JSON, a saved
+        Preprocessor folder, or a slim ``--baseline-out`` JSON): ``drift``,
+        ``label_drift``, ``new_column``, ``missing_column`` and ``dtype``
+        findings, and the report's ``drift`` measurements (:mod:`pipeline.drift`).
+        The baseline's data is never read.
+    drift : mapping or pipeline.drift.DriftConfig, optional
+        Drift thresholds in the layout of the schema's ``drift:`` block; they
+        replace the schema's.
     **options
         Any field of :class:`~pipeline.options.ValidationOptions`
         (``label``, ``batch_size``, ``max_bad_rows``, ``strict``, ...).
@@ -130,6 +142,7 @@ def validate(
     runner = get_engine(engine, ray_address)
     outputs = {"quarantine": quarantine, "clean": clean, "scores": scores}
     run = _prepare(source, schema, options, runner, outputs, progress)
+    reference = _baseline(run, baseline, drift)
     findings: list[Finding] = []
     if run.plan is not None:
         findings.extend(run.plan.structure_findings(run.src, run.opts))
@@ -137,13 +150,17 @@ def validate(
     prof, notes = runner.profile_pass(run)
     column_level, rules = _check_columns(run, prof)
     findings.extend(column_level)
+    drifted = None
+    if reference is not None:  # from the merged profile: the same on every engine
+        drifted = _drift(run, prof, findings, *reference)
+        findings.extend(drifted.findings)
     chunks = _chunks_to_recheck(run, notes, rules)
     joint = rules.joint
     if chunks is not None:  # not every row is read again: judge joint outliers on the sample
         rules = replace(rules, joint=None)
     tally = runner.row_pass(run, rules, chunks)
 
-    report = _report(run, prof, findings, tally, rules, joint, exit_zero=exit_zero)
+    report = _report(run, prof, findings, tally, rules, joint, exit_zero=exit_zero, drift=drifted)
     report.elapsed = time.perf_counter() - started
     return report
 
@@ -259,6 +276,7 @@ def _report(
     joint: JointModel | None,
     *,
     exit_zero: bool,
+    drift: DriftResult | None = None,
 ) -> Report:
     """Add the row findings and the gate, and build the report with the run's decisions."""
     opts, plan = run.opts, run.plan
@@ -292,10 +310,62 @@ def _report(
         notes=_notes(prof) + ([] if plan is None else plan.notes),
         fences=rules.fences,
         sentinels=rules.sentinels,
-        checks_run=checks_run(prof, opts, rules.fences, findings),
+        checks_run=_with_drift_checks(checks_run(prof, opts, rules.fences, findings), drift),
         examples=tally.examples,
         joint=summary,
+        drift=drift,
     )
+
+
+def _baseline(run: Run, baseline: Any, drift: Any) -> tuple[Baseline, DriftConfig] | None:
+    """The baseline and the drift settings, read and checked before any data is."""
+    if baseline is None:
+        if drift is not None:
+            raise UsageError("drift= sets drift thresholds, which need a baseline; pass baseline=")
+        return None
+    from .drift import Baseline, DriftConfig, load_baseline, summarize
+    from .profiling import Profile
+
+    if isinstance(baseline, Profile):
+        reference = summarize(baseline)
+    elif isinstance(baseline, Baseline):
+        reference = baseline
+    else:
+        reference = load_baseline(baseline)
+    if isinstance(drift, DriftConfig):
+        config = drift
+    elif drift is not None:
+        config = DriftConfig.from_mapping(drift)
+    else:
+        config = (run.plan.drift if run.plan is not None else None) or DriftConfig()
+    config.check_columns([*reference.columns, *run.src.columns], reference.source)
+    return reference, config
+
+
+def _drift(
+    run: Run, prof: Profile, findings: list[Finding], reference: Baseline, config: DriftConfig
+) -> DriftResult:
+    """Compare the merged profile with the baseline; a fact the schema already reported
+    (a missing column, a dtype) is not reported again."""
+    from .drift import compare
+
+    result = compare(
+        reference, prof, config, label=run.opts.label, dataset=run.src.path,
+        severities=Severities(run.opts.severities),
+    )  # fmt: skip
+    seen = {(f.check, f.column) for f in findings}
+    result.findings = [f for f in result.findings if (f.check, f.column) not in seen]
+    return result
+
+
+def _with_drift_checks(
+    pairs: list[tuple[str | None, str]], drift: DriftResult | None
+) -> list[tuple[str | None, str]]:
+    """The checks run, with the baseline comparison's (column, check) pairs added."""
+    if drift is None:
+        return pairs
+    seen = set(pairs)
+    return pairs + [p for p in dict.fromkeys(drift.checks) if p not in seen]
 
 
 def _sampled_joint_finding(

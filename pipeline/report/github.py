@@ -68,6 +68,8 @@ def annotation(report: Report, finding: Finding) -> str:
     """The workflow command line of one finding."""
     level = "error" if report.fails(finding) else "warning"
     title = check_label(finding)
+    if finding.metric is not None and finding.value is not None:
+        title = f"{title} ({finding.metric} {finding.value:.3g})"
     if finding.column is not None:
         title = f"{title} in {finding.column}"
     props = f"file={escape_property(report.dataset)},title={escape_property(title)}"

@@ -1,7 +1,9 @@
 """``--report OUT.html``: one self-contained HTML file for people.
 
-What it shows: the verdict and counts, the findings (failing ones first), a
-few quarantined rows with their reasons, the label distribution, and a
+What it shows: the verdict and counts, the findings (failing ones first), with
+a baseline the drift measurements and, for every drifted column, its reference
+and current distributions overlaid (histogram on shared bins, or category and
+class shares), a few quarantined rows with their reasons, the label distribution, and a
 collapsed panel per column with its statistics and a histogram (inline SVG)
 marking the NaN, inf and null counts and the outlier fences.
 
@@ -111,6 +113,7 @@ def render(report: Report) -> str:
         "examples": [_example(e, index) for e in examples],
         "label": _label(report),
         "joint": _joint(report, index),
+        "drift": _drift(report, index),
         "columns": columns,
         "flagged": [c for c in columns if c["findings"]],
         "settings": _settings(report),
@@ -427,6 +430,117 @@ def _joint(report: Report, index: dict[str, int]) -> dict[str, Any] | None:
         "reported": number(report.rows_reported),
         "histogram": _histogram(stats, line, []),
         "top": top,
+    }
+
+
+# drift overlays (SVG user units); colours as attributes, the stylesheet stays as it is
+_REF_FILL, _CUR_STROKE = "#8c959f", "#4c72b0"
+_BAR_LABEL_W, _BAR_W, _BAR_ROW = 150.0, 300.0, 18.0
+
+
+def _drift(report: Report, index: dict[str, int]) -> dict[str, Any] | None:
+    """The baseline comparison: flagged metrics, every metric, and an overlay per drifted column."""
+    drift = report.drift
+    if drift is None:
+        return None
+
+    def row(m: Any) -> dict[str, Any]:
+        return {
+            "column": m.column,
+            "anchor": index.get(m.column),
+            "section": m.section,
+            "metric": m.metric,
+            "value": f"{m.value:.4g}",
+            "thresholds": " / ".join("–" if t is None else f"{t:g}" for t in (m.warn, m.error)),
+            "status": m.status,
+            "level": m.status if m.status in ("error", "warning") else "",
+            "exact": "exact" if m.exact else f"±{m.bound:.4f}",
+            "detail": m.detail,
+        }
+
+    plots = []
+    for column, overlay in drift.overlays.items():
+        plot = _overlay(overlay)
+        plot.update(column=column, anchor=index.get(column))
+        plots.append(plot)
+    return {
+        "baseline": drift.baseline,
+        "baseline_rows": number(drift.baseline_rows),
+        "compared": number(len(drift.compared)),
+        "drifted": number(len({m.column for m in drift.flagged})),
+        "ignored": drift.ignored,
+        "flagged": [row(m) for m in drift.flagged],
+        "all": [row(m) for m in drift.measurements],
+        "plots": plots,
+    }
+
+
+def _overlay(overlay: dict[str, Any]) -> dict[str, Any]:
+    """SVG geometry of one overlay: reference bars (grey) under the current outline (blue)."""
+    ref = [float(v) for v in overlay["reference"]]
+    cur = [float(v) for v in overlay["current"]]
+    if overlay["kind"] == "numeric":
+        return _numeric_overlay(overlay["edges"], ref, cur)
+    top = max([*ref, *cur]) or 1.0
+    rows = []
+    for i, (name, p, q) in enumerate(zip(overlay["labels"], ref, cur, strict=True)):
+        y = i * _BAR_ROW
+        rows.append(
+            {
+                "label": _cell(name),
+                "y": f"{y + 11:.1f}",
+                "ry": f"{y + 2:.1f}",
+                "cy": f"{y + 9:.1f}",
+                "rw": f"{max(_BAR_W * p / top, 0.5 if p else 0):.1f}",
+                "cw": f"{max(_BAR_W * q / top, 0.5 if q else 0):.1f}",
+                "shares": f"{p:.1%} → {q:.1%}",
+            }
+        )
+    return {
+        "kind": "categories",
+        "width": f"{_BAR_LABEL_W + _BAR_W + 110:.0f}",
+        "height": f"{len(rows) * _BAR_ROW + 4:.0f}",
+        "x0": f"{_BAR_LABEL_W:.1f}",
+        "tx": f"{_BAR_LABEL_W + _BAR_W + 6:.1f}",
+        "rows": rows,
+        "ref_fill": _REF_FILL,
+        "cur_fill": _CUR_STROKE,
+    }
+
+
+def _numeric_overlay(edges: list[float], ref: list[float], cur: list[float]) -> dict[str, Any]:
+    lo, hi = float(edges[0]), float(edges[-1])
+    top = max([*ref, *cur]) or 1.0
+    base = _TOP + _H
+
+    def x_of(v: float) -> float:
+        return _LEFT + (v - lo) / (hi - lo) * _W if hi > lo else _LEFT
+
+    def y_of(share: float) -> float:
+        return base - _H * share / top
+
+    bars = []
+    outline = [f"M{x_of(edges[0]):.1f} {base:.1f}"]
+    for i, (p, q) in enumerate(zip(ref, cur, strict=True)):
+        x0, x1 = x_of(edges[i]), x_of(edges[i + 1])
+        if p:
+            bars.append(f"M{x0:.1f} {base:.1f}V{y_of(p):.1f}H{x1:.1f}V{base:.1f}Z")
+        outline.append(f"V{y_of(q):.1f}H{x1:.1f}")
+    outline.append(f"V{base:.1f}")
+    return {
+        "kind": "numeric",
+        "width": f"{_LEFT * 2 + _W:.0f}",
+        "height": f"{base + _BOTTOM:.0f}",
+        "reference": "".join(bars),
+        "current": "".join(outline),
+        "left": f"{_LEFT:.1f}",
+        "right": f"{_LEFT + _W:.1f}",
+        "base": f"{base:.1f}",
+        "label_y": f"{base + 12:.1f}",
+        "low": number(lo),
+        "high": number(hi),
+        "ref_fill": _REF_FILL,
+        "cur_stroke": _CUR_STROKE,
     }
 
 

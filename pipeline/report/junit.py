@@ -73,6 +73,11 @@ def _details(finding: Finding) -> str:
     affected = rows_affected(finding)
     if affected:
         lines.append(f"rows: {affected}")
+    elif finding.metric is not None:
+        lines.append(f"metric: {finding.metric}")
+        lines.append(f"value: {finding.value:.6g}")
+        if finding.threshold is not None:
+            lines.append(f"threshold: {finding.threshold:.6g}")
     else:
         lines.append(f"observed: {finding.fraction:.6g}")
     if finding.sample_rows:
@@ -97,6 +102,7 @@ def testsuite(report: Report) -> ET.Element:
         ("exit_code", report.exit_code),
         ("strict", str(report.options.strict).lower()),
         ("schema", report.schema or ""),
+        *((("baseline", report.drift.baseline),) if report.drift is not None else ()),
     ):
         ET.SubElement(props, "property", name=key, value=_xml(value))
     tests = failures = 0

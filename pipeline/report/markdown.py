@@ -89,6 +89,8 @@ def _lines(report: Report) -> list[str]:
                 "",
                 f"… and {len(ordered) - MAX_FINDINGS:,} more findings (see the full report).",
             ]
+    if report.drift is not None:
+        lines += _drift(report)
     label = report.label
     if label is not None and label["classes"]:
         classes = label["classes"]
@@ -101,4 +103,31 @@ def _lines(report: Report) -> list[str]:
     if report.outputs:
         outs = ", ".join(f"{escape(k)}: {escape(v)}" for k, v in report.outputs.items())
         lines += ["", f"Outputs: {outs}"]
+    return lines
+
+
+def _drift(report: Report) -> list[str]:
+    """The baseline comparison: a line of counts and a table of the metrics that drifted."""
+    drift = report.drift
+    assert drift is not None
+    flagged = drift.flagged
+    drifted = len({m.column for m in flagged})
+    lines = [
+        "",
+        f"**Drift** against {escape(drift.baseline)} ({drift.baseline_rows:,} rows): "
+        f"{len(drift.compared)} columns compared, {drifted} drifted",
+    ]
+    if flagged:
+        lines += [
+            "",
+            "| | column | metric | value | threshold | where |",
+            "|---|---|---|---:|---:|---|",
+        ]
+        for m in flagged[:MAX_FINDINGS]:
+            mark = "❌" if m.status == "error" else "⚠️"
+            threshold = "–" if m.threshold is None else f"{m.threshold:g}"
+            lines.append(
+                f"| {mark} {m.status} | {escape(m.column)} | {m.metric} | {m.value:.4g} "
+                f"| {threshold} | {escape(m.detail)} |"
+            )
     return lines

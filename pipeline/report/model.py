@@ -10,6 +10,7 @@ from ..findings import REASONS, Finding
 from ..options import ValidationOptions
 
 if TYPE_CHECKING:
+    from ..drift import DriftResult
     from ..fences import Fences
     from ..joint import JointSummary
     from ..profiling import Profile
@@ -79,6 +80,9 @@ class Report:
     joint : JointSummary, optional
         The joint score's distribution and top rows on the row sample
         (``None`` when no joint score was fitted).
+    drift : DriftResult, optional
+        The comparison with a baseline (``--baseline``): every measurement,
+        drifted or not, and the overlays the HTML report draws.
     """
 
     dataset: str
@@ -97,6 +101,7 @@ class Report:
     checks_run: list[tuple[str | None, str]] = field(default_factory=list)
     sentinels: dict[str, list[Sentinel]] = field(default_factory=dict)
     joint: JointSummary | None = None
+    drift: DriftResult | None = None
 
     @property
     def rows_clean(self) -> int:
@@ -169,8 +174,12 @@ class Report:
         return f"{state}: {self.dataset}: {', '.join(parts)}{tail}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON report, version 1 (DESIGN.md); its keys are a contract."""
-        return {
+        """The JSON report, version 1 (DESIGN.md); its keys are a contract.
+
+        With a baseline it also holds ``drift`` (:meth:`DriftResult.to_dict
+        <pipeline.drift.DriftResult.to_dict>`); without one the key is absent.
+        """
+        out = {
             "report_version": REPORT_VERSION,
             "dataset": self.dataset,
             "passed": self.passed,
@@ -186,3 +195,6 @@ class Report:
             "outputs": self.outputs,
             "notes": self.notes,
         }
+        if self.drift is not None:
+            out["drift"] = self.drift.to_dict()
+        return out

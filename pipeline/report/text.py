@@ -46,6 +46,8 @@ def renderables(report: Report) -> list[Any]:
                 Text(f.severity, style=style), check, f.column or "-", rows, share, f.message
             )
         out.append(table)
+    if report.drift is not None:
+        out.extend(_drift(report))
     if report.options.label is not None and report.label is not None:
         classes = report.label["classes"]
         total = sum(classes.values()) or 1
@@ -55,6 +57,33 @@ def renderables(report: Report) -> list[Any]:
         out.append(Text(f"{kind}: {path}"))
     for note in report.notes:
         out.append(Text(f"note: {note}", style="dim"))
+    return out
+
+
+def _drift(report: Report) -> list[Any]:
+    """The baseline comparison: what was compared, and every metric at warning or error."""
+    from rich.table import Table
+    from rich.text import Text
+
+    drift = report.drift
+    assert drift is not None
+    flagged = drift.flagged
+    head = (
+        f"drift against {drift.baseline} ({drift.baseline_rows:,} rows): "
+        f"{len(drift.compared)} columns compared, {len({m.column for m in flagged})} drifted"
+    )
+    out: list[Any] = [Text(head)]
+    if flagged:
+        table = Table(title="Drift", title_justify="left", expand=False)
+        for name in ("severity", "column", "metric", "value", "threshold", "where"):
+            table.add_column(name, justify="right" if name in ("value", "threshold") else "left")
+        for m in flagged:
+            style = "red" if m.status == "error" else "yellow"
+            table.add_row(
+                Text(m.status, style=style), m.column, m.metric, f"{m.value:.4g}",
+                f"{m.threshold:g}" if m.threshold is not None else "-", m.detail,
+            )  # fmt: skip
+        out.append(table)
     return out
 
 

@@ -22,18 +22,20 @@ from ..errors import SchemaFileError
 from ..options import DATASET_SETTINGS
 from . import registered
 from ._yaml import YamlRefused, load
-from .spec import CHECK_ARGS, DATASET_KEY, Document, check_document, check_settings
+from .spec import CHECK_ARGS, DATASET_KEY, DRIFT_KEY, Document, check_document, check_settings
 
 if TYPE_CHECKING:
     from pandera.api.pandas.container import DataFrameSchema
+
+    from ..drift import DriftConfig
 
 __all__ = ["MAX_SCHEMA_BYTES", "SETTINGS", "Schema", "load_schema", "schema_from_dict"]
 
 #: refuse schema files larger than this: a schema is a page of text, not data
 MAX_SCHEMA_BYTES = 4 << 20
 
-#: dataset settings in the order they are written
-SETTINGS = tuple(DATASET_SETTINGS)
+#: dataset settings in the order they are written (drift thresholds last)
+SETTINGS = (*DATASET_SETTINGS, DRIFT_KEY)
 
 
 @dataclass
@@ -65,7 +67,25 @@ class Schema:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The dataset-level settings (``metadata.batchguard``), as ValidationOptions keywords."""
+        """The dataset-level settings (``metadata.batchguard``), as ValidationOptions keywords.
+
+        The drift thresholds are not among them: see :attr:`drift`.
+        """
+        settings = self._block()
+        settings.pop(DRIFT_KEY, None)
+        return settings
+
+    @property
+    def drift(self) -> DriftConfig | None:
+        """The drift thresholds of the dataset block (``drift:``), or ``None``."""
+        block = self._block().get(DRIFT_KEY)
+        if block is None:
+            return None
+        from ..drift import DriftConfig
+
+        return DriftConfig.from_mapping(block)
+
+    def _block(self) -> dict[str, Any]:
         block = (self.pandera.metadata or {}).get(DATASET_KEY) or {}
         return check_settings(block, Document(self.path or "schema"), ("metadata", DATASET_KEY))
 

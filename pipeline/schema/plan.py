@@ -142,12 +142,15 @@ class SchemaPlan:
         Parts of the schema batchguard cannot apply, and why.
     checks_every_row : bool
         Row-level rules exist, so pass 2 must read every chunk.
+    drift : DriftConfig or None
+        The dataset block's drift thresholds (used with a baseline).
     """
 
     def __init__(self, schema: Schema):
         self.schema = schema
         self.name = schema.path
         self.options = schema.settings
+        self.drift = schema.drift
         self.notes: list[str] = []
         pandera = schema.pandera
         if getattr(pandera, "index", None) is not None:

@@ -33,6 +33,7 @@ __all__ = [
     "CHECK_ARGS",
     "CHECK_OPTIONS",
     "DATASET_KEY",
+    "DRIFT_KEY",
     "Arg",
     "Document",
     "check_arguments",
@@ -46,6 +47,8 @@ __all__ = [
 
 #: the key under ``metadata`` that holds batchguard's dataset-level settings
 DATASET_KEY = "batchguard"
+#: the dataset block's key for drift thresholds (:mod:`pipeline.drift`)
+DRIFT_KEY = "drift"
 
 
 @dataclass(frozen=True)
@@ -626,21 +629,37 @@ def check_metadata(value: Any, doc: Document) -> None:
         check_settings(value[DATASET_KEY], doc, ("metadata", DATASET_KEY))
 
 
+def _check_drift(value: Any, doc: Document, where: KeyPath) -> None:
+    """The drift block, read as :class:`~pipeline.drift.DriftConfig` reads it (errors at a line)."""
+    from ..drift import DriftConfig
+
+    def fail(path: tuple[Any, ...], problem: str) -> NoReturn:
+        doc.fail((*where, *path), problem)
+
+    DriftConfig.from_mapping(value, fail)
+
+
 def check_settings(block: Any, doc: Document, where: KeyPath) -> dict[str, Any]:
     """Validate the dataset block; return it as ValidationOptions keyword arguments."""
     if block is None:
         return {}
     if not isinstance(block, dict):
         doc.fail(where, f"should be a mapping of settings, not {_kind_of(block)}")
-    known = ", ".join(DATASET_SETTINGS)
+    known = ", ".join([*DATASET_SETTINGS, DRIFT_KEY])
     for key, value in block.items():
         here = (*where, key)
+        if key == DRIFT_KEY:
+            _check_drift(value, doc, here)
+            continue
         if key not in DATASET_SETTINGS:
             doc.fail(
                 here,
                 key=True,
                 problem=f"unknown setting '{key}'"
-                + (did_you_mean(str(key), list(DATASET_SETTINGS)) or f"; settings are {known}"),
+                + (
+                    did_you_mean(str(key), [*DATASET_SETTINGS, DRIFT_KEY])
+                    or f"; settings are {known}"
+                ),
             )
         kind = DATASET_SETTINGS[key]
         if not _VALIDATORS[kind](value):
