@@ -9,7 +9,10 @@ interrupted run leaves at most a hidden ``.<name>.<pid>.<token>.tmp`` beside it:
   a context manager, or two steps (:meth:`~StagedFile.sync` every file first, then
   :meth:`~StagedFile.publish` them) when several outputs must appear together;
 - :func:`staging_dir` and :func:`publish_dir`: a folder of part files written by
-  several processes, renamed as a whole.
+  several processes, renamed as a whole;
+- :func:`staged`: a :class:`StagedFile`, or for a URL (``s3://bucket/out.parquet``) a
+  :class:`pipeline._stores.StagedObject`, written under a hidden temporary key and
+  moved to the final key when complete.
 
 The data is flushed to disk (``fsync``) before the rename: a rename that reached the
 disk before the data would expose an empty or short file after a crash. Special files
@@ -24,6 +27,7 @@ import shutil
 import uuid
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 def _temporary_name(target: Path) -> Path:
@@ -77,6 +81,10 @@ class StagedFile:
         self._in_place = self.path.exists() and not self.path.is_file()
         self.temp = self.path if self._in_place else _temporary_name(self.path)
 
+    def sink(self) -> str:
+        """Where a writer writes: :attr:`temp` as a string (a URL output gives a stream)."""
+        return str(self.temp)
+
     def sync(self) -> None:
         """Flush the finished temporary file to disk (it keeps its temporary name)."""
         if self.durable and not self._in_place:
@@ -116,15 +124,48 @@ class StagedFile:
             raise
 
 
+def staged(path: str | os.PathLike[str], *, durable: bool = True) -> Any:
+    """A :class:`StagedFile` for a local path, a ``StagedObject`` for a URL.
+
+    Both have ``sink()`` (a path or stream to write to), ``sync``, ``publish``,
+    ``commit``, ``discard`` and the context-manager form.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local path, or a URL such as ``s3://bucket/out.parquet``.
+    durable : bool, default True
+        See :class:`StagedFile` (a store's object is durable once written).
+
+    Returns
+    -------
+    StagedFile or pipeline._stores.StagedObject
+    """
+    from ._stores import is_url
+
+    if is_url(path):
+        from ._stores import StagedObject
+
+        return StagedObject(str(path))
+    return StagedFile(path, durable=durable)
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the whole new one.
 
     Parameters
     ----------
     path : str or os.PathLike
+        A local path, or a URL (written to a temporary key, then moved).
     text : str
     """
-    with StagedFile(path) as staged, open(staged.temp, "w", encoding="utf-8") as fh:
+    from ._stores import is_url
+
+    if is_url(path):
+        with staged(path) as obj:
+            obj.sink().write(text.encode("utf-8"))
+        return
+    with StagedFile(path) as file, open(file.temp, "w", encoding="utf-8") as fh:
         fh.write(text)
 
 

@@ -156,7 +156,7 @@ class Preprocessor:
         self.label_dtype = label_dtype
         self.report = report
         # The fitted data's clean rows (fit only): its loader serves them as they are.
-        self._fitted: tuple[str, Source, tempfile.TemporaryDirectory[str] | None] | None = None
+        self._fitted: tuple[object, Source, tempfile.TemporaryDirectory[str] | None] | None = None
 
     def __repr__(self) -> str:
         scaler = "robust" if self.scaler is not None else None
@@ -551,10 +551,14 @@ def _kind_of(dtype: str) -> str:
     return dtype
 
 
-def _source_key(source: Any) -> str:
-    if isinstance(source, Source):
+def _source_key(source: Any) -> object:
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.realpath(os.fspath(source))
+    if isinstance(source, Source) and not source.path.startswith("<"):
         return os.path.realpath(source.path)
-    return os.path.realpath(os.fspath(source))
+    from ._frames import identity_key  # in memory: the same object, not the same kind
+
+    return identity_key(source)
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -637,8 +641,8 @@ def fit(
     # quarantine them too, schema or not.
     wanted = select_features(src, features, label)
     validate_options.setdefault("not_null", tuple(wanted) + ((label,) if label else ()))
-    report = validate(
-        source, schema, label=label, clean=clean_path, quarantine=quarantine, **validate_options
+    report = validate(  # src, not source: a RecordBatchReader can be read only once
+        src, schema, label=label, clean=clean_path, quarantine=quarantine, **validate_options
     )
     if report.errors:
         log.warning(

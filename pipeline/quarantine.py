@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._atomic import StagedFile
+from ._atomic import StagedFile, staged
 from .checks import RowFailure
 from .errors import UsageError
 from .source import ROW_ID
@@ -126,9 +126,9 @@ class AtomicWriter:
         self.schema = schema
         self.rows = 0
         suffix = self.path.suffix.lower()
-        self._file = StagedFile(self.path)
+        self._file = staged(path)  # a URL is written to a temporary key, then moved
         if suffix in (".arrow", ".feather", ".ipc"):
-            self._writer: Any = pa.ipc.new_file(str(self._file.temp), schema)
+            self._writer: Any = pa.ipc.new_file(self._file.sink(), schema)
         else:
             import pyarrow.parquet as pq
 
@@ -136,7 +136,7 @@ class AtomicWriter:
             # builds a dictionary, then falls back, at 4x the cost of plain pages.
             strings = [f.name for f in schema if _dictionary_worthy(f.type)]
             self._writer = pq.ParquetWriter(
-                str(self._file.temp), schema, compression="zstd", use_dictionary=strings
+                self._file.sink(), schema, compression="zstd", use_dictionary=strings
             )
 
     def write(self, batch: pa.RecordBatch) -> None:

@@ -9,11 +9,19 @@ its ids, so provenance survives a second pass.
 
 Supported inputs: a parquet file, a directory of parquet files (hive
 ``key=value`` partition folders become columns), CSV, and Arrow IPC
-(``.arrow``/``.feather``/``.ipc``) files.
+(``.arrow``/``.feather``/``.ipc``) files; each on local disk or by URL in an
+object store or remote file system (``s3://``, ``gs://``, ``abfs://``, ``hf://``,
+any fsspec URL; :mod:`pipeline._stores`), or inside a file system object passed
+as ``filesystem=``. A Delta Lake table folder and an Iceberg table (folder or
+``pyiceberg`` table) are read as the data files of one version or snapshot,
+recorded in :attr:`Source.version`. In memory: pandas and polars DataFrames,
+pyarrow Tables and RecordBatchReaders, and Hugging Face ``datasets.Dataset``
+(:mod:`pipeline._frames`), whose row ids are their row positions.
 
 Peak memory is bounded by the batch size, not the file size: parquet files are
 opened with ``pre_buffer=False`` (pyarrow's default buffers about a whole row
-group set up front), and IPC files are memory-mapped.
+group set up front), and IPC files are memory-mapped. In a store, a file is read
+with range requests, a column chunk at a time, never downloaded whole.
 
 Columns stored in Arrow's view layouts (``string_view``, ``binary_view``, as
 polars writes them) are read as ``large_string`` and ``large_binary``: the same
@@ -59,14 +67,19 @@ _READ_ERRORS = (pa.ArrowException, OSError, ValueError)
 
 _TIP_FORMATS = "pass a .parquet, .csv, .arrow/.feather file or a directory of parquet files"
 
+#: rows per chunk of an in-memory table (what pass 2 re-reads, or a Ray task takes, at least)
+_TABLE_CHUNK_ROWS = 1 << 16
+
 
 @dataclass(frozen=True)
 class Chunk:
     """The smallest piece of a dataset that can be read on its own.
 
-    A parquet row group, an Arrow IPC record batch, or a whole CSV file.
-    ``row_offset`` is the global row id of its first row; ``None`` for CSV files
-    after the first, whose offsets are only known once the earlier ones are read.
+    A parquet row group, an Arrow IPC record batch, a slice of an in-memory table,
+    or a whole CSV file. ``row_offset`` is the global row id of its first row;
+    ``None`` for CSV files after the first, whose offsets are only known once the
+    earlier ones are read. ``num_bytes`` is a parquet row group's uncompressed size
+    (from the footer; ``None`` otherwise).
     """
 
     index: int
@@ -74,6 +87,7 @@ class Chunk:
     part: int | None
     row_offset: int | None
     num_rows: int | None
+    num_bytes: int | None = None
 
 
 @dataclass
@@ -115,23 +129,14 @@ def _discover(root: Path) -> list[_File]:
     return files
 
 
-def _sniff_kind(path: str) -> str | None:
-    """Recognise a file by its magic bytes when the suffix says nothing."""
-    with open(path, "rb") as fh:
-        head = fh.read(6)
-    if head[:4] == b"PAR1":
-        return "parquet"
-    if head == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
-        return "ipc"
-    return None
-
-
-def parquet_file(path: str) -> pa.parquet.ParquetFile:
+def parquet_file(path: str, *, filesystem: Any = None) -> pa.parquet.ParquetFile:
     """Open a parquet file the way :class:`Source` reads it, with memory bounded by a batch.
 
     Parameters
     ----------
     path : str
+    filesystem : pyarrow.fs.FileSystem, optional
+        The file system ``path`` is in (local disk by default).
 
     Returns
     -------
@@ -141,7 +146,7 @@ def parquet_file(path: str) -> pa.parquet.ParquetFile:
 
     # pre_buffer=True (pyarrow's default) reads whole row groups ahead and keeps
     # them; with it peak memory grows with the file.
-    return pq.ParquetFile(path, pre_buffer=False, memory_map=False)
+    return pq.ParquetFile(path, pre_buffer=False, memory_map=False, filesystem=filesystem)
 
 
 # The former private name, kept until its importers switch.
@@ -195,19 +200,66 @@ def _check_batch_size(batch_size: object) -> None:
         )
 
 
-def _open_ipc(path: str) -> pa.ipc.RecordBatchFileReader:
-    return pa.ipc.open_file(pa.memory_map(path, "r"))
+def _sniff(head: bytes) -> str | None:
+    """Recognise a file by its magic bytes when the suffix says nothing."""
+    if head[:4] == b"PAR1":
+        return "parquet"
+    if head[:6] == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
+        return "ipc"
+    return None
 
 
-def _describe_error(path: str, kind: str, exc: Exception) -> SourceError:
-    size = os.path.getsize(path) if os.path.exists(path) else -1
-    if size == 0:
-        return SourceError(f"{path}: empty file (0 bytes); {_TIP_FORMATS}")
+class _Disk:
+    """Files on the local disk, named by their paths; IPC files are memory-mapped."""
+
+    def url(self, path: str) -> str:
+        return path
+
+    def parquet(self, path: str) -> pa.parquet.ParquetFile:
+        return parquet_file(path)
+
+    def ipc_file(self, path: str) -> pa.ipc.RecordBatchFileReader:
+        return pa.ipc.open_file(pa.memory_map(path, "r"))
+
+    def ipc_stream(self, path: str) -> pa.ipc.RecordBatchStreamReader:
+        return pa.ipc.open_stream(pa.memory_map(path, "r"))
+
+    def csv_input(self, path: str) -> Any:
+        return path
+
+    def error(self, path: str, kind: str, exc: Exception) -> SourceError:
+        size = os.path.getsize(path) if os.path.exists(path) else -1
+        if size == 0:
+            return SourceError(f"{path}: empty file (0 bytes); {_TIP_FORMATS}")
+        return _format_error(path, kind, exc)
+
+
+_DISK = _Disk()
+
+
+def _format_error(shown: str, kind: str, exc: Exception) -> SourceError:
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return SourceError(
-        f"{path}: cannot read as {kind} ({detail}); check that the file is complete "
+        f"{shown}: cannot read as {kind} ({detail}); check that the file is complete "
         f"and really {kind}, or {_TIP_FORMATS}"
     )
+
+
+def _store_error(store: Any, path: str, kind: str, exc: Exception) -> SourceError:
+    """A store's failure (unreachable, denied, vanished) or a damaged file, in one line."""
+    from ._stores import classify
+
+    found = classify(store.url(path), exc) if isinstance(exc, OSError) else None
+    return found or _format_error(store.url(path), kind, exc)
+
+
+def _is_hidden(rel: str) -> bool:
+    # Hidden and underscore entries are writer metadata (_SUCCESS, .crc, _delta_log).
+    return any(part.startswith((".", "_")) for part in rel.split("/"))
+
+
+def _partition_of(rel: str) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in rel.split("/")[:-1] if "=" in p)
 
 
 class Source:
@@ -215,25 +267,41 @@ class Source:
 
     Parameters
     ----------
-    path : str or os.PathLike
-        A parquet, CSV or Arrow IPC file, or a directory of parquet files.
+    path : str, os.PathLike or an in-memory dataset
+        A parquet, CSV or Arrow IPC file, or a directory of parquet files (a Delta
+        Lake or Iceberg table folder is read as its table), on local disk or by URL
+        (``s3://bucket/prefix/``, ``gs://``, ``abfs://``, ``hf://``, any fsspec URL).
+        Or an object: a pandas or polars DataFrame, a pyarrow Table, RecordBatch or
+        RecordBatchReader, a ``datasets.Dataset``, a ``deltalake.DeltaTable`` or a
+        ``pyiceberg`` table. A RecordBatchReader can be read once only: it is
+        written to a temporary Arrow file on local disk first (memory stays bounded),
+        so that the passes of :func:`~pipeline.validate` can read it again.
     batch_size : int, default 65536
         Most rows per record batch; bounds the memory a batch takes.
     prefetch : int, default 2
         Batches decoded ahead in a background thread, so decoding (which
         releases the GIL) overlaps the caller's work on the previous batch;
         0 reads in the caller's thread.
+    filesystem : pyarrow.fs.FileSystem or fsspec.AbstractFileSystem, optional
+        Read ``path`` inside this file system (e.g.
+        ``pyarrow.fs.S3FileSystem(endpoint_override="localhost:9000")`` with
+        ``path="bucket/prefix"``) instead of the local disk or the URL's own.
 
     Attributes
     ----------
     path : str
-        The path as given.
+        The path or URL as given (a URL without its credentials), or for an
+        in-memory dataset its kind in angle brackets (``"<pandas.DataFrame>"``).
     format : str
-        ``"parquet"``, ``"csv"`` or ``"ipc"``.
+        ``"parquet"``, ``"csv"``, ``"ipc"`` or ``"table"`` (in memory).
     schema : pyarrow.Schema
         The data columns, without ``_row_id``.
     num_rows : int or None
         Row count from file metadata; ``None`` for CSV until read.
+    version : dict or None
+        For a Delta or Iceberg table, the version read: ``{"format": "delta",
+        "version": int}`` or ``{"format": "iceberg", "snapshot_id": int,
+        "metadata": str}``; ``None`` otherwise.
 
     Raises
     ------
@@ -251,20 +319,29 @@ class Source:
     [2, 1]
     >>> src.iter_batches().__next__().column("_row_id").to_pylist()
     [0, 1]
+    >>> [b.num_rows for b in Source(pa.table({"x": [1, 2, 3]}), batch_size=2).iter_batches()]
+    [2, 1]
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: Any,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         prefetch: int = 2,
+        filesystem: Any = None,
     ):
         _check_batch_size(batch_size)
-        self.path = os.fspath(path)
         self.batch_size = batch_size
         self.prefetch = prefetch
-        self._files = self._list_files()
+        self.version: dict[str, Any] | None = None
+        self._io: Any = _DISK
+        self._table: pa.Table | None = None
+        self._spool: Any = None  # keeps a spooled reader's temporary folder alive
+        if isinstance(path, (str, os.PathLike)):
+            self._files = self._open_path(os.fspath(path), filesystem)
+        else:
+            self._files = self._open_object(path)
         self.format = self._files[0].kind
         self.schema, self._file_schemas = self._read_schemas()
         self._casts = _view_casts(self.schema)
@@ -300,7 +377,53 @@ class Source:
         other.batch_size = batch_size
         return other
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The Ray engine ships a source to its tasks; a spooled reader's folder stays
+        # with the driver, which outlives them.
+        return {**self.__dict__, "_spool": None}
+
     # -- opening -------------------------------------------------------------------------------
+    def _open_path(self, path: str, filesystem: Any) -> list[_File]:
+        from ._stores import is_url
+
+        if filesystem is None and not is_url(path):
+            self.path = path
+            return self._list_files()
+        from ._stores import open_store, redact
+
+        store, inner = open_store(path, filesystem)
+        self._io = store
+        self.path = redact(path) if filesystem is None else store.url(inner)
+        return self._list_store_files(store, inner, path)
+
+    def _open_object(self, obj: Any) -> list[_File]:
+        from . import _frames, _tables
+
+        if _tables.is_table(obj):
+            opened = _tables.open_table(obj)
+            self.path, self.version = opened.name, opened.version
+            self._io = opened.io or _DISK
+            return [_File(p, "parquet", part) for p, part in opened.files]
+        frame = _frames.as_arrow(obj)
+        self.path = frame.name
+        if frame.spool is not None:  # a one-pass stream, now an Arrow file on local disk
+            self._spool = frame.spool
+            return [_File(frame.path, "ipc")]
+        self._table = frame.table
+        return [_File(frame.name, "table")]
+
+    def _table_files(self, kind: str, location: str) -> list[_File]:
+        """A Delta or Iceberg table folder: the data files of its current version."""
+        from . import _tables
+
+        io = None if isinstance(self._io, _Disk) else self._io
+        opened = _tables.open_folder(kind, location, self.path, io)
+        self.version = opened.version
+        self._io = opened.io or _DISK
+        if not opened.files:
+            raise SourceError(f"{self.path}: the {kind} table holds no data files")
+        return [_File(p, "parquet", part) for p, part in opened.files]
+
     def _list_files(self) -> list[_File]:
         path = self.path
         if not os.path.exists(path):
@@ -308,39 +431,100 @@ class Source:
         if not os.access(path, os.R_OK):
             raise SourceError(f"{path}: permission denied; make it readable (chmod +r) or copy it")
         if os.path.isdir(path):
+            from . import _tables
+
+            kind = _tables.folder_kind(
+                os.listdir(path), lambda d: os.listdir(os.path.join(path, d))
+            )
+            if kind is not None:
+                return self._table_files(kind, path)
             files = _discover(Path(path))
             if not files:
                 raise SourceError(f"{path}: directory holds no data files; {_TIP_FORMATS}")
-            kinds = sorted({f.kind for f in files})
-            if len(kinds) > 1:
-                raise SourceError(
-                    f"{path}: directory mixes file formats ({', '.join(kinds)}); "
-                    "keep one format per dataset directory"
-                )
+            self._check_kinds(files)
             for f in files:
                 if not os.access(f.path, os.R_OK):
                     raise SourceError(f"{f.path}: permission denied; make it readable")
             return files
         if os.path.getsize(path) == 0:
             raise SourceError(f"{path}: empty file (0 bytes); {_TIP_FORMATS}")
-        kind = _kind_of(path) or _sniff_kind(path)
+        kind = _kind_of(path)
+        if kind is None:
+            with open(path, "rb") as fh:
+                kind = _sniff(fh.read(6))
         if kind is None:
             raise SourceError(f"{path}: unrecognised file type; {_TIP_FORMATS}")
         return [_File(path, kind)]
 
+    def _check_kinds(self, files: list[_File]) -> None:
+        kinds = sorted({f.kind for f in files})
+        if len(kinds) > 1:
+            raise SourceError(
+                f"{self.path}: directory mixes file formats ({', '.join(kinds)}); "
+                "keep one format per dataset directory"
+            )
+
+    def _list_store_files(self, store: Any, root: str, given: str) -> list[_File]:
+        """The data files at ``root`` in a store: one object, or every one below a prefix."""
+        from pyarrow.fs import FileType
+
+        from ._stores import describe, missing_bucket
+
+        try:
+            info = store.info(root)
+            if info.type == FileType.NotFound:
+                raise missing_bucket(store, root, self.path) or SourceError(
+                    f"{self.path}: no such object or prefix; check the URL"
+                )
+            if info.type == FileType.File:
+                if info.size == 0:
+                    raise SourceError(f"{self.path}: empty object (0 bytes); {_TIP_FORMATS}")
+                kind = _kind_of(root) or _sniff(store.head(root, 6))
+                if kind is None:
+                    raise SourceError(f"{self.path}: unrecognised file type; {_TIP_FORMATS}")
+                return [_File(root, kind)]
+            entries = store.listing(root)
+        except OSError as exc:
+            raise describe(self.path, exc) from exc
+        from . import _tables
+
+        top = {rel.split("/", 1)[0] for _, rel, _ in entries}
+        kind = _tables.folder_kind(
+            top, lambda d: [rel.split("/")[1] for _, rel, _ in entries if rel.startswith(d + "/")]
+        )
+        if kind is not None:
+            return self._table_files(kind, given)
+        files = [
+            _File(p, k, _partition_of(rel))
+            for p, rel, _ in entries
+            if not _is_hidden(rel) and (k := _kind_of(rel)) is not None
+        ]
+        if not files:
+            raise SourceError(f"{self.path}: prefix holds no data files; {_TIP_FORMATS}")
+        self._check_kinds(files)
+        return files
+
+    def _error(self, f: _File, exc: Exception) -> SourceError:
+        if isinstance(self._io, _Disk):
+            return self._io.error(f.path, f.kind, exc)
+        return _store_error(self._io, f.path, f.kind, exc)
+
     def _read_schema(self, f: _File) -> pa.Schema:
+        if f.kind == "table":
+            assert self._table is not None
+            return self._table.schema
         try:
             if f.kind == "parquet":
-                return parquet_file(f.path).schema_arrow
+                return self._io.parquet(f.path).schema_arrow
             if f.kind == "ipc":
                 try:
-                    return _open_ipc(f.path).schema
+                    return self._io.ipc_file(f.path).schema
                 except pa.ArrowInvalid:
-                    with pa.ipc.open_stream(pa.memory_map(f.path, "r")) as reader:
+                    with self._io.ipc_stream(f.path) as reader:
                         return reader.schema
             return self._open_csv(f.path).schema
         except _READ_ERRORS as exc:
-            raise _describe_error(f.path, f.kind, exc) from exc
+            raise self._error(f, exc) from exc
 
     def _read_schemas(self) -> tuple[pa.Schema, list[pa.Schema]]:
         schemas = [self._read_schema(f) for f in self._files]
@@ -348,7 +532,7 @@ class Source:
         for f, s in zip(self._files[1:], schemas[1:], strict=True):
             if s.equals(first):
                 continue
-            a, b = self._files[0].path, f.path
+            a, b = self._io.url(self._files[0].path), self._io.url(f.path)
             names_a, names_b = set(first.names), set(s.names)
             if names_a != names_b:
                 only = sorted(names_a ^ names_b)
@@ -397,25 +581,28 @@ class Source:
         delimiter = "\t" if path.lower().endswith(".tsv") else ","
         # Large blocks make type inference see more rows before it commits to a type.
         return pcsv.open_csv(
-            path,
+            self._io.csv_input(path),
             read_options=pcsv.ReadOptions(block_size=16 << 20),
             parse_options=pcsv.ParseOptions(delimiter=delimiter),
         )
 
     def _count_rows(self, f: _File) -> int | None:
+        if f.kind == "table":
+            assert self._table is not None
+            return self._table.num_rows
         try:
             if f.kind == "parquet":
-                return int(parquet_file(f.path).metadata.num_rows)
+                return int(self._io.parquet(f.path).metadata.num_rows)
             if f.kind == "ipc":
                 try:
-                    reader = _open_ipc(f.path)
+                    reader = self._io.ipc_file(f.path)
                     return sum(
                         reader.get_batch(i).num_rows for i in range(reader.num_record_batches)
                     )
                 except pa.ArrowInvalid:
                     return None
         except _READ_ERRORS as exc:
-            raise _describe_error(f.path, f.kind, exc) from exc
+            raise self._error(f, exc) from exc
         return None
 
     # -- reading -------------------------------------------------------------------------------
@@ -435,25 +622,37 @@ class Source:
         Returns
         -------
         list of Chunk
-            Parquet row groups and IPC record batches with their global row
-            offsets; one chunk per CSV or IPC stream file.
+            Parquet row groups, IPC record batches and slices of an in-memory table,
+            with their global row offsets; one chunk per CSV or IPC stream file.
         """
         out: list[Chunk] = []
         offset: int | None = 0
         for f, count in zip(self._files, self._counts, strict=True):
-            parts: list[tuple[int | None, int | None]]
+            parts: list[tuple[int | None, int | None, int | None]]
             if f.kind == "parquet":
-                md = parquet_file(f.path).metadata
-                parts = [(i, md.row_group(i).num_rows) for i in range(md.num_row_groups)]
-            elif f.kind == "ipc" and count is not None:
-                reader = _open_ipc(f.path)
+                try:
+                    md = self._io.parquet(f.path).metadata
+                except _READ_ERRORS as exc:
+                    raise self._error(f, exc) from exc
                 parts = [
-                    (i, reader.get_batch(i).num_rows) for i in range(reader.num_record_batches)
+                    (i, md.row_group(i).num_rows, md.row_group(i).total_byte_size)
+                    for i in range(md.num_row_groups)
+                ]
+            elif f.kind == "ipc" and count is not None:
+                reader = self._io.ipc_file(f.path)
+                parts = [
+                    (i, reader.get_batch(i).num_rows, None)
+                    for i in range(reader.num_record_batches)
+                ]
+            elif f.kind == "table" and count:
+                parts = [
+                    (i, min(_TABLE_CHUNK_ROWS, count - start), None)
+                    for i, start in enumerate(range(0, count, _TABLE_CHUNK_ROWS))
                 ]
             else:
-                parts = [(None, count)]
-            for part, n in parts:
-                out.append(Chunk(len(out), f.path, part, offset, n))
+                parts = [(None, count, None)]
+            for part, n, size in parts:
+                out.append(Chunk(len(out), f.path, part, offset, n, size))
                 offset = None if offset is None or n is None else offset + n
         return out
 
@@ -494,7 +693,9 @@ class Source:
         by_path = {f.path: f for f in self._files}
         for chunk in chunks:
             if chunk.row_offset is None:
-                raise SourceError(f"{chunk.path}: this chunk cannot be read on its own")
+                raise SourceError(
+                    f"{self._io.url(chunk.path)}: this chunk cannot be read on its own"
+                )
             f = by_path[chunk.path]
             yield from self._with_ids(self._read_file(f, wanted, chunk.part), chunk.row_offset, f)
 
@@ -509,9 +710,12 @@ class Source:
         file_cols = [c for c in wanted if c not in f.partition]
         if self.has_own_row_ids:
             file_cols.append(ROW_ID)
+        if f.kind == "table":
+            yield from self._read_table(file_cols, part)
+            return
         try:
             if f.kind == "parquet":
-                pf = parquet_file(f.path)
+                pf = self._io.parquet(f.path)
                 groups = None if part is None else [part]
                 yield from pf.iter_batches(
                     batch_size=self.batch_size,
@@ -525,18 +729,29 @@ class Source:
                 for batch in self._open_csv(f.path):
                     yield from _slices(batch.select(file_cols), self.batch_size)
         except _READ_ERRORS as exc:
-            # Damage past the footer only shows up while decoding pages.
-            raise _describe_error(f.path, f.kind, exc) from exc
+            # Damage past the footer (or a store that stops answering) only shows up
+            # while decoding pages.
+            raise self._error(f, exc) from exc
+
+    def _read_table(self, cols: list[str], part: int | None) -> Iterator[pa.RecordBatch]:
+        """Zero-copy slices of the in-memory table (its own chunks, cut at ``batch_size``)."""
+        assert self._table is not None
+        table = self._table.select(cols)
+        if part is not None:
+            table = table.slice(part * _TABLE_CHUNK_ROWS, _TABLE_CHUNK_ROWS)
+        for batch in table.to_batches(max_chunksize=self.batch_size):
+            if batch.num_rows:
+                yield batch
 
     def _read_ipc(self, path: str, cols: list[str], part: int | None) -> Iterator[pa.RecordBatch]:
         try:
-            reader = _open_ipc(path)
+            reader = self._io.ipc_file(path)
             batches: Iterator[pa.RecordBatch] = (
                 reader.get_batch(i)
                 for i in (range(reader.num_record_batches) if part is None else [part])
             )
         except pa.ArrowInvalid:
-            batches = iter(pa.ipc.open_stream(pa.memory_map(path, "r")))
+            batches = iter(self._io.ipc_stream(path))
         for batch in batches:
             yield from _slices(batch.select(cols), self.batch_size)
 
@@ -554,7 +769,7 @@ class Source:
                     a.cast(self._casts[name]) if name in self._casts else a
                     for name, a in zip(names, arrays, strict=True)
                 ]
-            _check_utf8(f.path, names, arrays, offset)
+            _check_utf8(self._io.url(f.path), names, arrays, offset)
             for key, value in f.partition.items():
                 typ = self.schema.field(key).type
                 arrays.append(pa.array([int(value) if typ == pa.int64() else value] * n, typ))
@@ -643,17 +858,21 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def open_source(path: str | os.PathLike[str] | Source, *, batch_size: int | None = None) -> Source:
+def open_source(path: Any, *, batch_size: int | None = None, filesystem: Any = None) -> Source:
     """Open ``path`` for streaming; a :class:`Source` is used as it is, at the asked batch size.
 
     Parameters
     ----------
-    path : str, os.PathLike or Source
+    path : str, os.PathLike, Source or an in-memory dataset
+        A path or URL, or any object :class:`Source` takes (a DataFrame, an Arrow
+        table or reader, a ``datasets.Dataset``, a Delta or Iceberg table).
     batch_size : int, optional
         Most rows per batch. By default a path is read in batches of
         :data:`DEFAULT_BATCH_SIZE` rows and a :class:`Source` at its own batch
         size; a batch size that is given applies to either
         (:meth:`Source.with_batch_size`).
+    filesystem : pyarrow.fs.FileSystem or fsspec.AbstractFileSystem, optional
+        The file system ``path`` is in (see :class:`Source`).
 
     Returns
     -------
@@ -669,4 +888,5 @@ def open_source(path: str | os.PathLike[str] | Source, *, batch_size: int | None
     """
     if isinstance(path, Source):
         return path if batch_size is None else path.with_batch_size(batch_size)
-    return Source(path, batch_size=DEFAULT_BATCH_SIZE if batch_size is None else batch_size)
+    size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    return Source(path, batch_size=size, filesystem=filesystem)
