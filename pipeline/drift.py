@@ -88,6 +88,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BASELINE_VERSION",
     "DEFAULTS",
+    "MAX_CLASSES",
     "MIN_CATEGORY_SHARE",
     "SECTIONS",
     "Baseline",
@@ -105,6 +106,8 @@ __all__ = [
 BASELINE_VERSION = 1
 #: reference categories below this share are grouped with every other value
 MIN_CATEGORY_SHARE = 0.01
+#: a numeric label with more distinct values than this is a target, not classes
+MAX_CLASSES = 100
 #: the missing states compared, in order
 _STATES = ("null", "NaN", "+inf", "-inf", "valid")
 
@@ -809,7 +812,7 @@ class _Comparison:
         if c.kind == "other":
             return
         if name == self.label:
-            if r.values is not None and c.values is not None:
+            if _classes(r) and _classes(c):
                 self._classes(r, c)
                 return
             code = "label_drift"
@@ -838,9 +841,7 @@ class _Comparison:
         bound: float = 0.0,
         detail: str = "",
     ) -> Measurement:
-        known = metric in DEFAULTS[section]  # the others (mean shift, std ratio) are reported
-        warn, error = self.cfg.thresholds(section, metric, column) if known else (None, None)
-        gated = gated and known
+        warn, error = self.cfg.thresholds(section, metric, column)
         status = "ok"
         if not gated:
             status = "reported"
@@ -848,7 +849,9 @@ class _Comparison:
             hit = "error" if error is not None and value >= error else (
                 "warning" if warn is not None and value >= warn else "ok")  # fmt: skip
             status = hit if hit == "ok" or significant else "small_sample"
-        m = Measurement(column, section, metric, value, warn, error, status, exact, bound, detail)
+        # the findings' metric names say what was measured: "tvd" alone would not
+        shown = "missing_tvd" if section == "missing" else metric
+        m = Measurement(column, section, shown, value, warn, error, status, exact, bound, detail)
         self.result.measurements.append(m)
         return m
 
@@ -872,7 +875,7 @@ class _Comparison:
     def _missing(self, r: ColumnSummary, c: ColumnSummary) -> None:
         p, q = r.missing_shares(), c.missing_shares()
         value = tvd(p, q)
-        moved = int(np.argmax(np.abs(p - q)))
+        moved = int(np.argmax(np.abs(p - q)[:-1]))  # name the missing state, not "valid"
         detail = f"{_STATES[moved]} {p[moved]:.2%} -> {q[moved]:.2%} of rows"
         m = self._measure(
             c.name, "missing", "tvd", value, chi2_significant(p, q, r.rows, c.rows), detail=detail
@@ -928,26 +931,6 @@ class _Comparison:
             detail=f"decile bin {where}: {p[moved]:.1%} of baseline values, "
             f"{q[moved]:.1%} of current ones",
         )
-        if r.mean is not None and c.mean is not None and r.std:
-            self._measure(
-                name,
-                "numeric",
-                "mean_shift_sd",
-                abs(c.mean - r.mean) / r.std,
-                False,
-                gated=False,
-                detail=f"mean {_num(r.mean)} -> {_num(c.mean)}, in baseline standard deviations",
-            )
-            if c.std is not None:
-                self._measure(
-                    name,
-                    "numeric",
-                    "std_ratio",
-                    c.std / r.std,
-                    False,
-                    gated=False,
-                    detail=f"standard deviation {_num(r.std)} -> {_num(c.std)}",
-                )
         found = [m_ks, m_psi]
         if any(m.status in ("warning", "error") for m in found):
             self.result.overlays[name] = _numeric_overlay(f, g)
@@ -1013,7 +996,9 @@ class _Comparison:
                     section,
                     metric,
                     k / n_here if n_here else 0.0,
-                    one_sided_significant(k, n_here, n_there),
+                    # each value on its own: many rare values each seen on one side
+                    # only is what small samples of a long tail look like
+                    any(one_sided_significant(here[v], n_here, n_there) for v in only),
                     gated=gated,
                     detail=detail,
                 )
@@ -1067,6 +1052,13 @@ _ADVICE = (
     "find the upstream change; if it is meant, write a new baseline or raise this column's "
     "drift thresholds (drift: columns:) in the schema"
 )
+
+
+def _classes(c: ColumnSummary) -> bool:
+    """Whether a label column holds classes (else a regression target, compared as numbers)."""
+    if c.values is None:
+        return False
+    return c.kind in _CATEGORY_KINDS or len(c.values) <= MAX_CLASSES
 
 
 def _reported_only(r: ColumnSummary, c: ColumnSummary) -> bool:
