@@ -405,14 +405,18 @@ class StagedObject:
         self.temp = f"{head}/{token}" if head else token
         self._stream: pa.NativeFile | None = None
 
-    def sink(self) -> pa.NativeFile:
-        """The output stream to write into (opened once, on the first call)."""
+    def sink(self) -> Any:
+        """The output stream to write into (opened on the first call).
+
+        A file-like object whose failures (the store gone, access denied) are one
+        :class:`~pipeline.errors.SourceError` line naming the URL.
+        """
         if self._stream is None:
             try:
                 self._stream = self._store.fs.open_output_stream(self.temp)
             except OSError as exc:
                 raise describe(redact(self.url), exc, "write") from exc
-        return self._stream
+        return _Guarded(self._stream, redact(self.url))
 
     def sync(self) -> None:
         """Complete the temporary object (an S3 multipart upload finishes here)."""
@@ -462,3 +466,36 @@ class StagedObject:
         except BaseException:
             self.discard()
             raise
+
+
+class _Guarded:
+    """A store's output stream whose I/O errors say which URL failed and what to do."""
+
+    def __init__(self, stream: pa.NativeFile, url: str) -> None:
+        self._stream = stream
+        self._url = url
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, method)(*args)
+        except OSError as exc:
+            raise describe(self._url, exc, "write") from exc
+
+    def write(self, data: Any) -> int:
+        return int(self._call("write", data))
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def tell(self) -> int:
+        return int(self._call("tell"))
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._stream.closed)
+
+    def close(self) -> None:
+        """Left to :meth:`StagedObject.sync`: closing completes the object."""

@@ -208,6 +208,7 @@ def validate_command(dataset: str, **kw: Any) -> None:
 
 def _run(dataset: str, **kw: Any) -> int:
     from ._atomic import write_text
+    from ._stores import redact
     from .report import render
     from .validation import validate
 
@@ -237,17 +238,17 @@ def _run(dataset: str, **kw: Any) -> int:
         import json
 
         write_text(profile_out, json.dumps(report.profile.to_dict(), default=str) + "\n")
-        report.outputs["profile"] = profile_out
+        report.outputs["profile"] = redact(profile_out)
     if baseline_out:
         from .drift import write_baseline
 
         write_baseline(report.profile, baseline_out)
-        report.outputs["baseline"] = baseline_out
+        report.outputs["baseline"] = redact(baseline_out)
     if report_path:
         from .report import write_html
 
         write_html(report, report_path)
-        report.outputs["report"] = report_path
+        report.outputs["report"] = redact(report_path)
     if fmt == "github":
         from .report import write_step_summary
 
@@ -307,8 +308,14 @@ def _check_text_output(out: str, dataset: str, option: str, suffixes: tuple[str,
     """Refuse a report or schema path with the wrong suffix, no folder, or that is the input."""
     import os
 
+    from ._stores import is_url
     from .errors import UsageError
 
+    if is_url(out):  # written to a temporary key in the store, then moved
+        from ._stores import check_output_url, redact
+
+        check_output_url(out, [redact(dataset)], option.lstrip("-"), suffixes)
+        return
     folder = os.path.dirname(out) or "."
     if not out.lower().endswith(suffixes):
         raise UsageError(f"{option} {out}: use a {suffixes[0]} file name")

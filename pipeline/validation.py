@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ._stores import redact
 from .checks import (
     checks_run,
     column_findings,
@@ -81,13 +82,19 @@ def validate(
 
     Parameters
     ----------
-    source : str, os.PathLike or Source
-        A parquet/CSV/Arrow file or a directory of parquet files.
+    source : str, os.PathLike, Source or an in-memory dataset
+        A parquet/CSV/Arrow file or a directory of parquet files (a Delta or
+        Iceberg table folder is read as its table), a path or a URL
+        (``s3://bucket/prefix/``, ``gs://``, ``abfs://``, ``hf://``, any fsspec
+        URL); or a pandas or polars DataFrame, a pyarrow Table or
+        RecordBatchReader, a ``datasets.Dataset``, a ``deltalake.DeltaTable`` or a
+        ``pyiceberg`` table (see :class:`~pipeline.source.Source`).
     schema : str, os.PathLike, SchemaPlan or pandera.DataFrameSchema, optional
         Declarative checks; see :func:`pipeline.load_schema`.
     quarantine, clean : str or os.PathLike, optional
         Write rows with row-level findings (with ``_reasons``) / all other rows here:
-        a file with the local engine, a directory of parquet parts with Ray.
+        a file (or a URL, written to a temporary key and then moved) with the local
+        engine, a directory of parquet parts with Ray.
     scores : str or os.PathLike, optional
         Write every row's joint score here: ``_row_id`` (int64), ``score``
         (float64, higher is more unusual; above the threshold a row is a
@@ -305,7 +312,7 @@ def _report(
         profile=prof,
         options=opts,
         exit_zero=exit_zero,
-        outputs=dict(run.outputs),
+        outputs={name: redact(path) for name, path in run.outputs.items()},
         schema=None if plan is None else plan.name,
         notes=_notes(prof) + ([] if plan is None else plan.notes),
         fences=rules.fences,
@@ -314,6 +321,7 @@ def _report(
         examples=tally.examples,
         joint=summary,
         drift=drift,
+        source_version=run.src.version,
     )
 
 

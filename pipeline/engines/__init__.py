@@ -57,8 +57,12 @@ RAY_MISSING = "--engine ray needs the ray extra: pip install 'batchguard[ray]'"
 class Engine(Protocol):
     """What :func:`pipeline.validate` needs from an engine."""
 
-    def check_output(self, path: str | os.PathLike[str], inputs: list[str], what: str) -> Path:
-        """Refuse an output path this engine cannot write (``what``: quarantine or clean)."""
+    def check_output(
+        self, path: str | os.PathLike[str], inputs: list[str], what: str
+    ) -> Path | str:
+        """Refuse an output path this engine cannot write (``what``: quarantine or clean).
+
+        Returns the path to write (a URL as it is)."""
         ...
 
     def profile_pass(self, run: Run) -> tuple[Profile, ChunkNotes | None]:

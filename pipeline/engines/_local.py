@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .._stores import check_output_url, is_url
 from ..errors import UsageError
 from ..profiling import Profile
 from ..quarantine import OutputSplitter, check_output_path
 from ..report.examples import ExampleCollector
-from ..source import Chunk
+from ..source import IPC_SUFFIXES, PARQUET_SUFFIXES, Chunk
 from ._run import ChunkNotes, RowRules, RowTally, Run, batch_schema
 
 
@@ -23,8 +24,16 @@ class LocalEngine:
         #: what pass 1 saw per chunk, for pass 2's column choice (None: chunks not readable alone)
         self._notes: ChunkNotes | None = None
 
-    def check_output(self, path: str | os.PathLike[str], inputs: list[str], what: str) -> Path:
-        """Refuse a directory or an output that would overwrite the input."""
+    def check_output(
+        self, path: str | os.PathLike[str], inputs: list[str], what: str
+    ) -> Path | str:
+        """Refuse a directory or an output that would overwrite the input.
+
+        A URL output (``s3://bucket/out.parquet``) is checked in its store and
+        returned as it is.
+        """
+        if is_url(path):
+            return check_output_url(str(path), inputs, what, OUTPUT_SUFFIXES)
         if os.path.isdir(path):
             raise UsageError(
                 f"--{what} {path} is a directory; the local engine writes one file "
@@ -94,6 +103,9 @@ class LocalEngine:
                 columns = [name for name, mask in suspect.items() if mask[chunk.index]]
             yield from run.src.iter_batches(columns=columns, chunks=[chunk])
 
+
+#: the file name endings a table output may have
+OUTPUT_SUFFIXES = (*PARQUET_SUFFIXES[:1], *IPC_SUFFIXES)
 
 #: kinds whose per-chunk NaN/inf/null and range pass 1 notes
 _NOTED_KINDS = ("numeric", "boolean", "temporal")

@@ -67,11 +67,12 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from .._atomic import publish_dir, staging_dir
+from .._stores import is_url, redact
 from ..errors import BatchguardError, SourceError, UsageError
 from ..profiling import STAT_KINDS, BatchSummary, Profile
 from ..quarantine import OutputSplitter
 from ..report.examples import examples_from_quarantine
-from ..source import ROW_ID, Chunk, Source, parquet_file
+from ..source import ROW_ID, Chunk, Source
 from ._run import (
     ChunkNotes,
     RowRules,
@@ -110,6 +111,12 @@ class RayEngine:
             When ``path`` names an Arrow file, its folder does not exist, it is
             or holds the input, or it exists and is not an earlier output.
         """
+        if is_url(path):
+            raise UsageError(
+                f"--{what} {redact(str(path))}: --engine ray writes its outputs as folders of "
+                "parts on a local or shared file system; give a folder path, or write to the "
+                "store with the local engine"
+            )
         out = Path(path)
         if out.suffix.lower() in (".arrow", ".feather", ".ipc"):
             raise UsageError(
@@ -363,14 +370,9 @@ def _split(chunks: list[Chunk], n: int) -> Iterator[list[Chunk]]:
 
 def _group_bytes(group: list[Chunk] | None) -> int | None:
     """Uncompressed size of parquet row groups from the files' footers; None if unknown."""
-    sizes = [None] if group is None else [_chunk_bytes(c) for c in group]
+    # The sizes come from the footers the driver read (a store is not asked again).
+    sizes = [None] if group is None else [c.num_bytes for c in group]
     return None if None in sizes else sum(s for s in sizes if s is not None)
-
-
-def _chunk_bytes(chunk: Chunk) -> int | None:
-    if chunk.part is None or not chunk.path.lower().endswith((".parquet", ".parq", ".pq")):
-        return None
-    return int(parquet_file(chunk.path).metadata.row_group(chunk.part).total_byte_size)
 
 
 def _read_chunks(src: Source, chunks: list[Chunk] | None) -> Iterator[pa.Table]:

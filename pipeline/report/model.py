@@ -80,6 +80,8 @@ class Report:
     joint : JointSummary, optional
         The joint score's distribution and top rows on the row sample
         (``None`` when no joint score was fitted).
+    source_version : dict, optional
+        For a Delta or Iceberg table, the version or snapshot read.
     drift : DriftResult, optional
         The comparison with a baseline (``--baseline``): every measurement,
         drifted or not, and the overlays the HTML report draws.
@@ -102,6 +104,7 @@ class Report:
     sentinels: dict[str, list[Sentinel]] = field(default_factory=dict)
     joint: JointSummary | None = None
     drift: DriftResult | None = None
+    source_version: dict[str, Any] | None = None
 
     @property
     def rows_clean(self) -> int:
@@ -177,7 +180,9 @@ class Report:
         """The JSON report, version 1 (DESIGN.md); its keys are a contract.
 
         With a baseline it also holds ``drift`` (:meth:`DriftResult.to_dict
-        <pipeline.drift.DriftResult.to_dict>`); without one the key is absent.
+        <pipeline.drift.DriftResult.to_dict>`); without one the key is absent. A
+        Delta or Iceberg table adds ``source_version``, the version read
+        (:attr:`Source.version <pipeline.source.Source.version>`).
         """
         out = {
             "report_version": REPORT_VERSION,
@@ -197,4 +202,6 @@ class Report:
         }
         if self.drift is not None:
             out["drift"] = self.drift.to_dict()
+        if self.source_version is not None:
+            out["source_version"] = self.source_version
         return out
