@@ -186,6 +186,14 @@ class BatchChecker:
         self._limits: dict[int, tuple[list[float], list[float]] | None] = {}
 
     # -- the hot path --------------------------------------------------------------------------
+    def passed(self, batch: Any) -> Any:
+        """Count a batch already found clean where it was fetched (see :class:`_FusedCheck`)."""
+        if self._layout is None:
+            self._layout = _Layout.detect(batch, *self._keys)
+        self.stats.batches += 1
+        self.stats.rows += int(batch[0].shape[0])
+        return batch
+
     def __call__(self, batch: Any, index: int) -> Any:
         """Check one batch; returns it (bad rows dropped under ``on_bad="drop"``)."""
         if self._layout is None:
@@ -393,6 +401,79 @@ def _select(batch: Any, keep: torch.Tensor, n: int) -> Any:
     return batch
 
 
+class _FusedCheck:
+    """The guard's checks inside the batch fetch of a loader that batchguard built.
+
+    Such a loader gathers each batch from its feature cache in one step. Before the
+    first batch, the rows that could trip ``nonfinite`` or ``out_of_range`` are found
+    once for the whole cache (usually none: they were quarantined or set aside). The
+    dataset then calls this on every batch it fetches, on the arrays it has just
+    gathered, and a batch is vouched for when none of those rows is in it, no
+    column that varies in the dataset has the same value in all its rows (looked at
+    only where the first two rows agree), and it holds two labels or more. Any other
+    batch, or one that did not come from this fetch (worker processes, pinned
+    copies), goes through :class:`BatchChecker` as before, which decides alone.
+    """
+
+    def __init__(self, dataset: Any, checker: BatchChecker) -> None:
+        self.dataset = dataset
+        self.checker = checker
+        bounds = checker._bounds if "out_of_range" in checker.checks else None
+        low, high = (None, None) if bounds is None else _per_column(bounds, dataset.num_features)
+        suspect = dataset.suspect_rows(low, high)
+        # A mask over the rows, so that a batch takes one gather to ask; None when empty.
+        self._suspect: np.ndarray | None = None
+        if suspect.size:
+            self._suspect = np.zeros(len(dataset), dtype=bool)
+            self._suspect[suspect] = True
+        width = dataset.num_features
+        varied = checker._varied
+        known = varied is not None and varied.shape == (width,)
+        self._varied = varied if known else np.ones(width, dtype=bool)
+        self._constant = "batch_constant" in checker.checks
+        self._classes = "batch_single_class" in checker.checks
+        self._vouched: Any = None
+
+    def attach(self) -> None:
+        self.dataset.batch_hook = self
+
+    def detach(self) -> None:
+        if self.dataset.batch_hook is self:
+            self.dataset.batch_hook = None
+        self._vouched = None
+
+    def __call__(
+        self, idx: np.ndarray, x: np.ndarray, labels: np.ndarray | None, batch: Any
+    ) -> None:
+        self._vouched = batch if self._clean(idx, x, labels) else None
+
+    def _clean(self, idx: np.ndarray, x: np.ndarray, labels: np.ndarray | None) -> bool:
+        n = idx.shape[0]
+        if n == 0 or (self._suspect is not None and self._suspect[idx].any()):
+            return False
+        if self._constant and n >= self.checker.min_rows_constant:
+            same = (x[0] == x[1]) & self._varied
+            if same.any():
+                cols = np.flatnonzero(same)
+                if not (x[:, cols] != x[0, cols]).any(axis=0).all():
+                    return False
+        if self._classes and labels is not None and n >= 2 and labels[0] == labels[-1]:
+            return bool((labels != labels[0]).any())
+        return True
+
+    def vouches_for(self, batch: Any) -> bool:
+        """Whether ``batch`` is the one just fetched, and clean."""
+        vouched, self._vouched = self._vouched, None
+        return vouched is not None and vouched is batch
+
+
+def _per_column(bounds: tuple[Any, Any], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds broadcast to one (low, high) per feature column."""
+    low = np.broadcast_to(np.asarray(bounds[0], dtype=np.float64), (width,))
+    high = np.broadcast_to(np.asarray(bounds[1], dtype=np.float64), (width,))
+    return low, high
+
+
 class Guard:
     """An iterable wrapper of a DataLoader that checks every batch. Build it with :func:`guard`.
 
@@ -431,6 +512,7 @@ class Guard:
         self._loss_detector = LossSpikeDetector(loss_window, loss_threshold, loss_min_history)
         self._last: tuple[int, torch.Tensor, Any, Any] | None = None
         self._index = 0
+        self._fused: _FusedCheck | None = None
 
     @property
     def stats(self) -> GuardStats:
@@ -438,13 +520,21 @@ class Guard:
         return self.checker.stats
 
     def __iter__(self) -> Iterator[Any]:
+        fused = self._fused
+        if fused is not None:
+            fused.attach()
         try:
             for batch in self.loader:
-                out = self.checker(batch, self._index)
+                if fused is not None and fused.vouches_for(batch):
+                    out = self.checker.passed(batch)
+                else:
+                    out = self.checker(batch, self._index)
                 self._remember(out)
                 self._index += 1
                 yield out
         finally:
+            if fused is not None:
+                fused.detach()
             self.checker.flush()
 
     def _remember(self, batch: Any) -> None:
@@ -626,7 +716,24 @@ def guard(
         row_id=row_id,
         **derived,
     )
-    return Guard(loader, checker, loss_window=loss_window, loss_threshold=loss_threshold)
+    wrapped = Guard(loader, checker, loss_window=loss_window, loss_threshold=loss_threshold)
+    if _fetches_here(loader) and features is None and label is None and row_id is None:
+        wrapped._fused = _FusedCheck(loader.dataset, checker)
+    return wrapped
+
+
+def _fetches_here(loader: Any) -> bool:
+    """A batchguard loader whose batches are fetched in this process, as the dataset made them."""
+    from torch.utils.data import DataLoader
+
+    from .loader import ArrowMatrixDataset
+
+    return (
+        isinstance(loader, DataLoader)
+        and isinstance(loader.dataset, ArrowMatrixDataset)
+        and loader.num_workers == 0
+        and not loader.pin_memory
+    )
 
 
 def _from_profile(profile: Any, feature_names: Sequence[str] | None) -> dict[str, Any]:

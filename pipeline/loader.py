@@ -144,6 +144,11 @@ class ArrowMatrixDataset(Dataset[Batch]):
     def __init__(self, path: str, *, temporary_dir: tempfile.TemporaryDirectory[str] | None = None):
         self.path = path
         self._temporary_dir = temporary_dir
+        #: called with ``(indices, features, labels, batch)`` on every batch fetched in this
+        #: process (a guard's checks run here, on the values the gather just touched);
+        #: never pickled, so worker processes fetch without it
+        self.batch_hook: Callable[[np.ndarray, np.ndarray, np.ndarray | None, Batch], None] | None
+        self.batch_hook = None
         self._open()
 
     def _open(self) -> None:
@@ -179,6 +184,7 @@ class ArrowMatrixDataset(Dataset[Batch]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path = state["path"]
         self._temporary_dir = None  # a copy never removes the original's files
+        self.batch_hook = None
         self._open()
 
     def __len__(self) -> int:
@@ -191,8 +197,38 @@ class ArrowMatrixDataset(Dataset[Batch]):
         else:
             x = self._gather_chunked(idx)
         meta = self._meta.take(idx)
-        y = None if self.labels is None else torch.from_numpy(np.ascontiguousarray(meta[LABEL]))
-        return Batch(torch.from_numpy(x), y, torch.from_numpy(np.ascontiguousarray(meta[ROW_ID])))
+        labels = None if self.labels is None else np.ascontiguousarray(meta[LABEL])
+        batch = Batch(
+            torch.from_numpy(x),
+            None if labels is None else torch.from_numpy(labels),
+            torch.from_numpy(np.ascontiguousarray(meta[ROW_ID])),
+        )
+        if self.batch_hook is not None:
+            self.batch_hook(idx, x, labels, batch)
+        return batch
+
+    def suspect_rows(self, low: np.ndarray | None, high: np.ndarray | None) -> np.ndarray:
+        """Positions of the rows with a non-finite value, or one outside ``[low, high]``.
+
+        Parameters
+        ----------
+        low, high : numpy.ndarray, optional
+            Per-feature bounds; ``None`` checks finiteness only.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            Sorted row positions (usually none: such rows were quarantined).
+        """
+        big = float(np.finfo(np.float32).max)
+        lo = np.full(self.num_features, -big) if low is None else np.maximum(low, -big)
+        hi = np.full(self.num_features, big) if high is None else np.minimum(high, big)
+        found = []
+        for start, chunk in zip(self._starts[:-1], self._chunks, strict=True):
+            # NaN fails both comparisons, and +-inf lies beyond the largest float32.
+            inside = ((chunk >= lo) & (chunk <= hi)).all(axis=1)
+            found.append(np.flatnonzero(~inside) + start)
+        return np.concatenate(found) if found else np.empty(0, np.int64)
 
     def _gather_chunked(self, idx: np.ndarray) -> np.ndarray:
         out = np.empty((idx.size, self.num_features), dtype=np.float32)
