@@ -18,8 +18,9 @@ the rows, with the numbers behind it::
         optimizer.step()
 
 What is watched each step, on the loss's device (one fused norm over every
-parameter's gradient, grouped by the module that owns it; one host read per step, or
-none on healthy steps with ``sync_every > 1``):
+parameter's gradient and one comparison with the bounds of the last read; no host
+read on healthy steps, one every ``sync_every`` steps, when the per-module norms and
+the loss statistics are judged on the host):
 
 - the batch loss, its largest row and its median row, each against its own recent
   window (median plus 6 robust standard deviations, and 5x the window's largest): a
@@ -206,9 +207,10 @@ class LossSpikeDetector:
         self.rise_ratio = rise_ratio
         self._history: deque[float] = deque(maxlen=window)
         self._run: list[float] = []  # the current run of finite spikes
-        #: the bound the last finite loss was compared with (inf when it could not spike)
+        #: the bound the last finite loss was compared with (inf when it could not spike;
+        #: for a loss already under ``peak_ratio`` times the largest, that product alone)
         self.bound = math.inf
-        #: the median of the history the last loss was compared with
+        #: the median of the history the last loss was compared with (NaN when not needed)
         self.median = math.nan
         #: whether the last loss made the rise persistent
         self.persistent = False
@@ -238,6 +240,12 @@ class LossSpikeDetector:
         self.median = math.nan
         if len(self._history) < self.min_history:
             return math.inf
+        if self.peak_ratio is not None:
+            # The bound is at least this: a loss under it is accepted without the median
+            # and MAD (two sorts of the window), which is every healthy step.
+            peak = self.peak_ratio * max(self._history)
+            if value <= peak:
+                return peak
         # Pure Python on the few recent losses: ~4x faster than np.median here, same floats.
         median = self.median = _median(self._history)
         # At or below the median a loss cannot spike (spread > 0, threshold >= 0).
@@ -286,6 +294,7 @@ class _Step:
     lr: float | None
     per_row: torch.Tensor | None
     row_ids: Any
+    weights: torch.Tensor | None = None  # parameter norms taken at this step, until read
 
 
 class _Layers:
@@ -323,52 +332,51 @@ class _Layers:
             if not isinstance(modules[n], (nn.Embedding, nn.EmbeddingBag))
             and getattr(getattr(modules[n], "weight", None), "ndim", 0) >= 2
         ]
-        self._index: dict[tuple[Any, ...], torch.Tensor] = {}
+        # Parameters come module by module: a module's are one contiguous run of columns.
+        self.starts = np.flatnonzero(np.diff([-1, *owner])) if owner else np.zeros(0, np.int64)
+        counts = np.bincount(owner, minlength=len(names)) if owner else np.zeros(0)
+        #: 1 / sqrt(parameters of its module), per parameter: squares sum to 1 per module
+        self.share = 1.0 / np.sqrt(counts[owner]) if owner else np.zeros(0)
 
-    def grad_norms(self, device: torch.device) -> torch.Tensor:
-        """Each module's gradient norm, on ``device``: one fused reduction, no host read."""
-        grads: list[torch.Tensor] = []
-        present: list[bool] = []
-        for p in self.params:
-            g = p.grad
-            ok = g is not None and not g.is_sparse
-            present.append(ok)
-            if g is not None and ok:
-                grads.append(g)
-        out = torch.zeros(len(self.names), dtype=_acc_dtype(device), device=device)
+    def grad_norms(self, dtype: torch.dtype) -> tuple[list[torch.Tensor], list[int] | None]:
+        """Each parameter's gradient norm: one fused reduction, no host read.
+
+        Returns the norms (0-d tensors of ``dtype``) and, when some parameters have no
+        dense gradient, the positions of those that have one (None when all have).
+        """
+        grads = [p.grad for p in self.params]
+        present = None
+        if not all(g is not None and not g.is_sparse for g in grads):
+            present = [k for k, g in enumerate(grads) if g is not None and not g.is_sparse]
+            grads = [grads[k] for k in present]
         if not grads:
-            return out
-        key = (device, *present)
-        index = self._index.get(key)
-        if index is None:
-            owners = [o for o, ok in zip(self.owner, present, strict=True) if ok]
-            index = self._index[key] = torch.tensor(owners, device=device)
-        sq = _stacked(torch._foreach_norm(grads), device, out.dtype).square()
-        # Squares summed per module in float64: a finite norm of 1e20 must stay finite.
-        return out.index_add_(0, index, sq).sqrt_()
+            return [], present
+        # dtype: a float16 gradient's norm overflows float16 at 65504
+        return list(torch._foreach_norm(grads, 2, dtype=dtype)), present
 
-    def weight_norms(self, device: torch.device) -> torch.Tensor:
-        """Each module's parameter norm, on ``device``."""
-        out = torch.zeros(len(self.names), dtype=_acc_dtype(device), device=device)
+    def weight_norms(self) -> list[torch.Tensor]:
+        """Each parameter's norm (0-d tensors)."""
         if not self.params:
-            return out
-        norms = torch._foreach_norm([p.detach() for p in self.params])
-        sq = _stacked(norms, device, out.dtype).square()
-        index = torch.tensor(self.owner, device=device)
-        return out.index_add_(0, index, sq).sqrt_()
+            return []
+        return list(torch._foreach_norm([p.detach() for p in self.params], 2, dtype=torch.float32))
+
+    def by_module(self, param_norms: np.ndarray) -> np.ndarray:
+        """Per-parameter norms (rows of steps) as per-module norms, summed in float64.
+
+        Squares are summed over each module's run of columns (``reduceat``, not a product
+        with a 0/1 matrix: an infinite norm times 0 would be NaN in every module).
+        """
+        if param_norms.shape[-1] == 0:
+            return param_norms
+        sq = np.square(param_norms.astype(np.float64, copy=False))
+        return np.sqrt(np.add.reduceat(sq, self.starts, axis=-1))
 
 
-def _stacked(
-    norms: Sequence[torch.Tensor], device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    """Per-tensor norms as one vector on ``device`` (one kernel when they share a device)."""
-    if all(n.device == device for n in norms):
-        return torch.stack(list(norms)).to(dtype)
-    return torch.stack([n.to(device, dtype) for n in norms])
-
-
-def _acc_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
+def _stat_dtype(device: torch.device, *dtypes: torch.dtype) -> torch.dtype:
+    """float32 statistics, float64 when the loss or the gradients are (never on MPS)."""
+    if device.type != "mps" and torch.float64 in dtypes:
+        return torch.float64
+    return torch.float32
 
 
 def _finite_all(tensors: Iterable[Any]) -> bool:
@@ -390,12 +398,17 @@ def _flatten(obj: Any) -> list[Any]:
 
 
 class _Activations:
-    """Forward hooks that OR, per unit, "fired" (ReLU) or "left saturation" (sigmoid, tanh)."""
+    """Forward hooks keeping each unit's largest output (ReLU) or smallest |input| (sigmoid).
+
+    Over the window, on the device: per hooked module and forward, one reduction over
+    the rows and one running maximum (minimum); tanh is kept like sigmoid.
+    """
 
     def __init__(self, model: nn.Module):
         self.names: list[str] = []
         self.kinds: list[str] = []
-        self.seen: list[torch.Tensor | None] = []
+        self.limits: list[float] = []
+        self.extremes: list[torch.Tensor | None] = []
         self.handles = []
         for name, module in model.named_modules():
             kind, limit = _activation_kind(module)
@@ -404,24 +417,50 @@ class _Activations:
             slot = len(self.names)
             self.names.append(name)
             self.kinds.append(kind)
-            self.seen.append(None)
+            self.limits.append(limit)
+            self.extremes.append(None)
             self.handles.append(module.register_forward_hook(self._hook(slot, kind, limit)))
 
     def _hook(self, slot: int, kind: str, limit: float):
+        dead = kind == "dead"
+
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             # Only training forwards count; an evaluation pass does not shift the window.
             if not torch.is_grad_enabled() or not isinstance(output, torch.Tensor):
                 return
             with torch.no_grad():
-                if kind == "dead":
-                    live = output > 0
+                # A unit fired if its largest output is > 0; it left saturation if its
+                # smallest |input| is < limit (reduced over rows first: no mask of the batch).
+                if dead:
+                    value = _over_units(output, torch.amax)
                 else:
-                    live = inputs[0].abs() < limit
-                mask = _any_over_units(live)
-                prev = self.seen[slot]
-                self.seen[slot] = mask if prev is None or prev.shape != mask.shape else prev | mask
+                    value = _over_units(inputs[0].abs(), torch.amin)
+                prev = self.extremes[slot]
+                if prev is None or prev.shape != value.shape:
+                    self.extremes[slot] = value
+                elif dead:
+                    torch.maximum(prev, value, out=prev)
+                else:
+                    torch.minimum(prev, value, out=prev)
 
         return hook
+
+    @property
+    def seen(self) -> list[torch.Tensor | None]:
+        """Per hooked layer, which units fired (left saturation) in the window so far."""
+        return [
+            None if e is None else (e > 0 if kind == "dead" else e < limit)
+            for e, kind, limit in zip(self.extremes, self.kinds, self.limits, strict=True)
+        ]
+
+    @seen.setter
+    def seen(self, masks: list[torch.Tensor | None]) -> None:
+        self.extremes = [
+            None
+            if m is None
+            else (m.float() if kind == "dead" else torch.where(m, 0.0, limit).float())
+            for m, kind, limit in zip(masks, self.kinds, self.limits, strict=True)
+        ]
 
     def shares(self) -> list[float]:
         """Each hooked layer's share of units that never fired (or never left saturation)."""
@@ -432,7 +471,7 @@ class _Activations:
         return [math.nan if v is None else next(it) for v in out]
 
     def reset(self) -> None:
-        self.seen = [None] * len(self.names)
+        self.extremes = [None] * len(self.names)
 
     def remove(self) -> None:
         for h in self.handles:
@@ -449,13 +488,13 @@ def _activation_kind(module: nn.Module) -> tuple[str | None, float]:
     return None, 0.0
 
 
-def _any_over_units(live: torch.Tensor) -> torch.Tensor:
-    """Per unit: any row (and position) where it was live. Units: dim 1, or the last of 3-D."""
-    if live.ndim <= 1:
-        return live.reshape(-1)
-    unit = live.ndim - 1 if live.ndim == 3 else 1
-    dims = [d for d in range(live.ndim) if d != unit]
-    return live.amax(dim=dims)
+def _over_units(values: torch.Tensor, reduce: Any) -> torch.Tensor:
+    """``reduce`` over everything but the units: dim 1, or the last of 3-D (tokens)."""
+    if values.ndim <= 1:
+        return values.reshape(-1).clone()
+    unit = values.ndim - 1 if values.ndim == 3 else 1
+    dims = [d for d in range(values.ndim) if d != unit]
+    return reduce(values, dim=dims)
 
 
 class StabilityMonitor:
@@ -503,14 +542,16 @@ class StabilityMonitor:
         Causes and kinds whose verdicts say ``skip=True``: by default bad rows, and
         any non-finite step (its update would write NaN into the weights). Every
         other verdict says what it found and leaves the step to the caller.
-    sync_every : int, default 1
-        How often the statistics are read on the host. 1: every step (one transfer of
-        two plus one per layer floats), so each verdict comes on its own step and can
-        skip it. N > 1: healthy steps never synchronise; a device-side trip flag is
-        copied without blocking and looked at once the copy has landed (at once on
-        the CPU, usually by the next step on a GPU), and the statistics are read
-        every N steps in any case, so a verdict can come late; a late verdict says
-        ``late`` in its evidence and ``skip=False`` (its step was taken).
+    sync_every : int, default 16
+        How often the statistics are read on the host. In between, healthy steps never
+        synchronise: each step's statistics stay in a device buffer, and a trip flag
+        (a non-finite value, or the batch loss or a gradient past the bounds of the
+        last read) goes to host memory without blocking; a set flag is read as soon as
+        it has landed, which on the CPU is its own step and on a GPU usually the next.
+        Every step is judged in order by the same rules whenever it is read, so the
+        verdicts do not depend on ``sync_every``; a verdict read after its step says
+        ``late`` in its evidence and ``skip=False`` (its step was taken). 1: a read every
+        step (a synchronisation on a GPU), so every verdict can skip its own step.
     quarantine : Guard, QuarantineParts or path, optional
         Where the rows of ``data`` verdicts go, with reason ``loss_spike``. A
         :class:`~pipeline.Guard` writes them with the features and labels of the
@@ -545,7 +586,7 @@ class StabilityMonitor:
         dead_share: float = 0.1,
         saturated_share: float = 0.1,
         skip_on: Iterable[str] = ("data", "non_finite"),
-        sync_every: int = 1,
+        sync_every: int = 16,
         quarantine: Any = None,
         weight_every: int = 10,
     ):
@@ -586,18 +627,25 @@ class StabilityMonitor:
         self._grads_seen = 0
         self._lrs: deque[float] = deque(maxlen=loss_window)
         self._weights = np.full(m, np.nan)  # weight norms, refreshed every weight_every steps
-        self._weights_step = -(10**9)
+        self._inv_weights = np.zeros(m)  # 1 / weight norm (0 where there is none)
+        self._weights_step = -(10**9)  # the step whose weight norms _weights holds
+        self._weights_due = -(10**9)  # the last step that took weight norms on the device
         self._last: _Step | None = None  # the last healthy step (the update that followed it)
         self._vanish_run = 0
         self._vanish_armed = True
         self._step = 0
         self._pending: list[_Step] = []
         self._ring: torch.Tensor | None = None
-        self._flags: torch.Tensor | None = None
+        self._one_device = len({p.device for p in self._layers.params}) <= 1
+        self._flags: torch.Tensor | None = None  # host memory: one trip flag per pending step
+        self._device_flags: torch.Tensor | None = None  # the same on a GPU, before the copy
         self._flag_view: np.ndarray | None = None
         self._events: list[Any] = []
-        self._bounds: torch.Tensor | None = None
-        self._inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self._flags_seen = 0  # pending steps whose flag has landed clear
+        self._bounds: tuple[torch.Tensor, torch.Tensor] | None = None  # (low, high), on device
+        self._high: np.ndarray | None = None  # the high bounds as uploaded (restored exactly)
+        #: the training forward passes of the current step: (args, kwargs) of each
+        self._inputs: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         self._inputs_step = -1
         self._handles = [model.register_forward_pre_hook(self._capture, with_kwargs=True)]
         self._acts = _Activations(model) if activations else None
@@ -631,43 +679,62 @@ class StabilityMonitor:
         Returns
         -------
         Verdict or None
-            This step's verdict, or (with ``sync_every > 1``) a late one for an earlier
-            step; every verdict is also appended to :attr:`verdicts`.
+            This step's verdict, or (on a GPU with ``sync_every > 1``) a late one for an
+            earlier step; every verdict is also appended to :attr:`verdicts`.
         """
         step = self._step
         self._step += 1
-        per_row, stats = self._device_stats(loss)
-        self._remember(step, per_row, row_ids, stats)
+        per_row, loss_stats = self._loss_stats(loss)
+        self._remember(step, per_row, row_ids, loss_stats)
         found = self._read_if_due(step)
-        found.extend((v, None) for v in self._check_activations(step))
+        if self._acts is not None:
+            found.extend((v, None) for v in self._check_activations(step))
+        if not found:
+            return None
         for verdict, rec in found:
             self._act_on(verdict, rec)
         return _pick([v for v, _ in found], step)
 
-    def _device_stats(self, loss: torch.Tensor | float) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """The step's statistics as one device vector: the loss statistics, each layer's norm."""
+    def _loss_stats(
+        self, loss: torch.Tensor | float
+    ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...]]:
+        """The per-row loss (None for a scalar) and the batch, largest and median row losses."""
         if not isinstance(loss, torch.Tensor):
             params = self._layers.params
             loss = torch.tensor(float(loss), device=params[0].device if params else None)
         value = loss.detach()
-        device = value.device
-        dtype = _acc_dtype(device)
-        per_row = None
         if value.ndim == 0 or value.numel() == 1 and value.ndim <= 1:
-            loss_stats = value.reshape(1).to(dtype).expand(_NL)  # rows unseen: all three alike
-        else:
-            per_row = value.reshape(value.shape[0], -1).to(dtype).mean(1)
-            # max and median propagate NaN, so a non-finite row always shows
-            loss_stats = torch.stack([per_row.mean(), per_row.max(), per_row.median()])
-        norms = self._layers.grad_norms(device)
-        return per_row, torch.cat([loss_stats, norms])
+            one = value.reshape(())
+            return None, (one, one, one)  # rows unseen: all three alike
+        per_row = value if value.ndim == 1 else value.reshape(value.shape[0], -1).mean(1)
+        # max and median propagate NaN, so a non-finite row always shows
+        return per_row, (per_row.mean(), per_row.max(), per_row.median())
 
-    def _remember(self, step: int, per_row: Any, row_ids: Any, stats: torch.Tensor) -> None:
-        if self._ring is None or self._ring.device != stats.device:
-            self._start_ring(stats)
-        slot = len(self._pending)
+    def _remember(
+        self, step: int, per_row: Any, row_ids: Any, loss_stats: tuple[torch.Tensor, ...]
+    ) -> None:
+        """The step's statistics into its row of the device ring; its trip flag raised."""
+        layers = self._layers
+        device = loss_stats[0].device
+        if self._ring is None or self._ring.device != device:
+            self._start_ring(device, loss_stats[0].dtype)
         assert self._ring is not None
-        self._ring[slot].copy_(stats)
+        slot = len(self._pending)
+        row = self._ring[slot]
+        norms, present = layers.grad_norms(row.dtype)
+        if present is None and self._one_device and norms[0].device == device:
+            torch.stack([*loss_stats, *norms], out=row)  # the one copy of a normal step
+        else:
+            row.zero_()
+            torch.stack(loss_stats, out=row[:_NL])
+            if norms:
+                where = range(len(norms)) if present is None else present
+                index = torch.tensor([_NL + k for k in where], device=device)
+                row.index_copy_(0, index, torch.stack([n.to(device) for n in norms]))
+        weights = None
+        if step - self._weights_due >= self.weight_every:
+            self._weights_due = step
+            weights = torch.stack([w.to(device) for w in layers.weight_norms()]) if norms else None
         self._pending.append(
             _Step(
                 step=step,
@@ -676,40 +743,49 @@ class StabilityMonitor:
                 lr=self._current_lr(),
                 per_row=per_row,
                 row_ids=row_ids,
+                weights=weights,
             )
         )
         if self.sync_every > 1:
-            self._raise_flag(slot, stats)
+            self._raise_flag(slot, row)
 
-    def _start_ring(self, stats: torch.Tensor) -> None:
+    def _start_ring(self, device: torch.device, loss_dtype: torch.dtype) -> None:
         """Device buffers for ``sync_every`` steps' statistics (pending rows carried over)."""
-        device = stats.device
+        dtypes = {p.dtype for p in self._layers.params}
+        dtype = _stat_dtype(device, loss_dtype, *dtypes)
+        width = _NL + len(self._layers.params)
         old, self._ring = (
             self._ring,
-            torch.empty((self.sync_every, stats.numel()), dtype=stats.dtype, device=device),
+            torch.zeros((self.sync_every, width), dtype=dtype, device=device),
         )
         if old is not None and self._pending:
             self._ring[: len(self._pending)].copy_(old[: len(self._pending)])
         pin = device.type == "cuda"
-        self._flags = torch.zeros(self.sync_every, dtype=torch.uint8, pin_memory=pin)
+        self._flags = torch.zeros(self.sync_every, dtype=torch.bool, pin_memory=pin)
         self._flag_view = self._flags.numpy()  # host memory: reading it is not a tensor call
-        self._bounds = None
+        self._device_flags = (
+            None if device.type == "cpu" else torch.zeros_like(self._flags, device=device)
+        )
+        self._set_bounds()
 
-    def _raise_flag(self, slot: int, stats: torch.Tensor) -> None:
-        """Copy, without blocking, whether the step crossed the bounds of the last read."""
-        assert self._flags is not None
-        if self._bounds is None or self._bounds.device != stats.device:
-            self._bounds = torch.full_like(stats, math.inf)
-        bad = ~torch.isfinite(stats) | (stats > self._bounds)
-        # Converted on the device: the copy to host memory then needs no wait for it.
-        flag = bad.any().reshape(1).to(torch.uint8)
-        self._flags[slot : slot + 1].copy_(flag, non_blocking=True)
-        if stats.device.type == "cuda":
+    def _raise_flag(self, slot: int, row: torch.Tensor) -> None:
+        """Whether the step left the bounds of the last read, into host memory, never waiting.
+
+        One clamp to (low, high) and a comparison: NaN, an infinity, or a value past
+        its bound comes out changed.
+        """
+        assert self._flags is not None and self._bounds is not None
+        low, high = self._bounds
+        changed = torch.clamp(row, low, high).ne_(row)
+        if self._device_flags is None:  # the CPU: written straight into host memory
+            torch.any(changed, out=self._flags[slot])
+            return
+        torch.any(changed, out=self._device_flags[slot])
+        self._flags[slot : slot + 1].copy_(self._device_flags[slot : slot + 1], non_blocking=True)
+        if row.device.type == "cuda":
             event = torch.cuda.Event()
             event.record()
             self._events.append(event)
-        else:
-            self._events.append(None)
 
     def _read_if_due(self, step: int) -> list[tuple[Verdict, _Step | None]]:
         due = self.sync_every == 1 or len(self._pending) >= self.sync_every
@@ -720,33 +796,48 @@ class StabilityMonitor:
     def _tripped(self) -> bool:
         """Whether a landed trip flag is set; never waits for the device."""
         assert self._flag_view is not None
-        for slot, event in enumerate(self._events):
-            if event is not None and not event.query():
+        n = len(self._pending)
+        if self._device_flags is None or not self._events:
+            # CPU (or a device without events): every flag has landed; earlier ones were clear
+            return bool(self._flag_view[n - 1])
+        while self._flags_seen < n:
+            if not self._events[self._flags_seen].query():
                 return False  # later flags cannot have landed earlier
-            if self._flag_view[slot]:
+            if self._flag_view[self._flags_seen]:
                 return True
+            self._flags_seen += 1
         return False
 
     def _read(self, step: int) -> list[tuple[Verdict, _Step | None]]:
-        """One host read of every pending step's statistics, then each step judged in order."""
+        """One host read of every pending step's statistics, then each step judged in order.
+
+        The rules are applied step by step whenever the read comes, so the verdicts do
+        not depend on ``sync_every``; only a verdict read after its step says so.
+        """
         assert self._ring is not None
         n = len(self._pending)
         width = self._ring.shape[1]
-        parts = [self._ring[:n].reshape(-1)]
-        refresh = step - self._weights_step >= self.weight_every
-        if refresh:
-            parts.append(self._layers.weight_norms(self._ring.device))
-        values = np.array(torch.cat(parts).tolist())  # the only host read of a normal step
-        if refresh:
-            self._weights = values[n * width :]
-            self._weights_step = step
         pending, self._pending = self._pending, []
-        self._events = []
+        parts = [self._ring[:n].reshape(-1)]
+        parts += [rec.weights.to(self._ring.dtype) for rec in pending if rec.weights is not None]
+        flat = parts[0] if len(parts) == 1 else torch.cat(parts)
+        values = np.array(flat.tolist())  # the only host read of a normal step
+        self._events, self._flags_seen = [], 0
         if self._flag_view is not None:
-            self._flag_view[:] = 0
+            self._flag_view[:] = False
+        stats = values[: n * width].reshape(n, width)
+        params = stats[:, _NL:]
+        with np.errstate(over="ignore", invalid="ignore"):
+            modules = self._layers.by_module(params)
+        weights = values[n * width :]
+        p = len(self._layers.params)
         found: list[tuple[Verdict, _Step | None]] = []
-        for rec, row in zip(pending, values[: n * width].reshape(n, width), strict=True):
-            rec.loss, rec.norms = row[:_NL], row[_NL:]
+        for k, rec in enumerate(pending):
+            rec.loss, rec.norms = stats[k, :_NL], modules[k]
+            if rec.weights is not None:
+                rec.weights = None
+                self._set_weights(rec.step, weights[:p])
+                weights = weights[p:]
             verdict = self._judge(rec)
             if verdict is None:
                 continue
@@ -758,19 +849,73 @@ class StabilityMonitor:
             self._upload_bounds()
         return found
 
+    def _set_weights(self, step: int, param_norms: np.ndarray) -> None:
+        self._weights = self._layers.by_module(param_norms)
+        with np.errstate(divide="ignore"):
+            self._inv_weights = np.where(self._weights > 0, 1.0 / self._weights, 0.0)
+        self._weights_step = step
+
     def _upload_bounds(self) -> None:
-        """Device copies of the bounds a healthy step stays under, for the trip flag."""
-        assert self._ring is not None
-        m = len(self._layers.names)
-        bounds = np.full(m + _NL, np.inf)
+        """The bounds a healthy step stays under until the next read, for the trip flag.
+
+        Each is at most what the exact rule can come to within ``sync_every`` steps, so
+        every loss spike and gradient blow-up trips its own step (a step past a bound
+        that the rule then accepts costs an early read, nothing more): ``peak_ratio``
+        times the largest of the losses that stay in the window that long (the spike
+        bound is never below it), and ``explode_ratio`` times each module's largest
+        norm among the rows that stay in its window, or ``grad_weight_ratio`` times its
+        weights. A module's bound goes to each of its parameters over the square root
+        of their count: a module past its bound has a parameter past its own.
+        """
+        layers = self._layers
+        n = self.sync_every
+        high = np.full(_NL + len(layers.params), np.inf)
         # The largest and median rows only attribute a spike; the batch loss makes one.
-        bounds[0] = self._detectors[0].bound_for()
-        peaks = self._grad_peaks()
-        if peaks is not None:
-            bounds[_NL:] = self.explode_ratio * peaks
+        high[0] = self._loss_flag_bound(n)
+        bound = np.full(len(layers.names), np.inf)
+        kept = self._grads_kept(n)
+        if kept is not None:
+            bound = self.explode_ratio * kept
         weights = np.where(self._weights > 0, self._weights, np.inf) * self.grad_weight_ratio
-        bounds[_NL:] = np.minimum(bounds[_NL:], weights)
-        self._bounds = torch.tensor(bounds, dtype=self._ring.dtype).to(self._ring.device)
+        bound = np.minimum(bound, weights)
+        high[_NL:] = bound[layers.owner] * layers.share
+        self._high = high
+        self._set_bounds()
+
+    def _loss_flag_bound(self, n: int) -> float:
+        detector = self._detectors[0]
+        history = detector._history
+        if detector.peak_ratio is None:
+            return detector.bound_for()
+        if len(history) + n < detector.min_history:
+            return math.inf  # no spike can be called before the next read
+        drop = max(0, len(history) + n - detector.window)
+        kept = list(history)[drop:]
+        return detector.peak_ratio * max(kept) if kept else math.inf
+
+    def _grads_kept(self, n: int) -> np.ndarray | None:
+        """Each module's largest accepted norm among the rows still in the window n steps on."""
+        w = self._grads.shape[0]
+        seen = min(self._grads_seen, w)
+        if seen + n < self.grad_min_history:
+            return None
+        keep = min(seen, w - n)
+        if keep <= 0:
+            return None
+        rows = [(self._grads_seen - 1 - j) % w for j in range(keep)]
+        return self._grads[rows].max(axis=0)
+
+    def _set_bounds(self) -> None:
+        """The device copy of (low, high): infinities as the dtype's largest finite value."""
+        if self._ring is None:
+            return
+        width, dtype = self._ring.shape[1], self._ring.dtype
+        top = torch.finfo(dtype).max
+        high = np.full(width, np.inf) if self._high is None else self._high
+        high = np.minimum(np.nan_to_num(high, nan=top), top)
+        bounds = torch.tensor(np.stack([np.full(width, -top), high]), dtype=dtype)
+        low, high_t = bounds.to(self._ring.device)
+        self._bounds = (low, high_t)
 
     def _current_lr(self) -> float | None:
         if self.optimizer is None:
@@ -803,10 +948,11 @@ class StabilityMonitor:
         persistent = any(d.persistent for d in watched)
         peaks = self._grad_peaks()
         ratios = None if peaks is None else rec.norms / np.where(peaks > 0, peaks, np.inf)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gw = np.where(self._weights > 0, rec.norms / self._weights, 0.0)
-        grad_trip = ratios is not None and bool((ratios >= self.explode_ratio).any())
-        huge = bool((gw >= self.grad_weight_ratio).any())
+        gw = rec.norms * self._inv_weights  # 0 where a module has no weight norm yet
+        grad_trip = (
+            ratios is not None and ratios.size > 0 and bool(ratios.max() >= self.explode_ratio)
+        )
+        huge = bool(gw.max() >= self.grad_weight_ratio) if gw.size else False
         # The batch loss is what the optimizer follows: its spike is the event; the largest
         # and median rows' detectors only say who moved (they keep their own histories).
         if not (spikes[0] or grad_trip or huge or persistent):
@@ -1035,23 +1181,60 @@ class StabilityMonitor:
         return _ids(rec.row_ids, bad)
 
     def _capture(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Keep a reference to the last training forward's inputs (no copy, no compute)."""
-        if torch.is_grad_enabled():
-            self._inputs = (args, kwargs)
-            self._inputs_step = self._step
+        """Keep references to the step's training forwards' inputs (no copy, no compute).
+
+        Every forward since the last check is kept: with gradient accumulation a step's
+        rows come from several micro-batches, in the order their losses were joined.
+        """
+        if not torch.is_grad_enabled():
+            return
+        if self._inputs_step != self._step:
+            self._inputs, self._inputs_step = [], self._step
+        self._inputs.append((args, kwargs))
+
+    def _step_inputs(self, rec: _Step) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """The forwards whose batches make up the step's rows, in order (none when gone).
+
+        All of the step's forwards when their batches add up to its rows (micro-batches),
+        else the last one when it alone does; a scalar loss with no row ids: the last.
+        """
+        if self._inputs_step != rec.step or not self._inputs:
+            return []
+        forwards = self._inputs
+        n = rec.per_row.shape[0] if rec.per_row is not None else _count(rec.row_ids)
+        if n is None:
+            return forwards[-1:]
+        sizes = [_batch_size(f) for f in forwards]
+        if sum(sizes) == n:
+            return forwards
+        return forwards[-1:] if sizes[-1] == n else []
 
     def _replay(self, rec: _Step) -> tuple[str | None, np.ndarray | None]:
-        """Re-run the step's forward pass with hooks: the first module to output non-finite.
+        """Re-run the step's forward passes with hooks: the first module to output non-finite.
 
         Returns the module's name ('' for the model itself; None when every output is
-        finite or the inputs are gone) and the input rows holding non-finite values.
+        finite or the inputs are gone) and the input rows holding non-finite values
+        (positions in the step, micro-batches one after the other).
         """
-        if self._inputs is None or self._inputs_step != rec.step:
-            return None, None
-        args, kwargs = self._inputs
-        bad_rows = _non_finite_input_rows(args, kwargs)
-        if bad_rows is not None and bad_rows.size:
-            return None, bad_rows
+        forwards = self._step_inputs(rec)
+        bad, offset = [], 0
+        for args, kwargs in forwards:
+            rows = _non_finite_input_rows(args, kwargs)
+            if rows is not None and rows.size:
+                bad.append(rows + offset)
+            offset += _batch_size((args, kwargs))
+        if bad:
+            return None, np.concatenate(bad)
+        for args, kwargs in forwards:
+            name = self._first_non_finite(rec, args, kwargs)
+            if name is not None:
+                return name, None
+        return None, None
+
+    def _first_non_finite(
+        self, rec: _Step, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
+        """One forward pass replayed with hooks: the first module whose output is non-finite."""
         first: list[str] = []
 
         def hook(name: str):
@@ -1077,7 +1260,7 @@ class StabilityMonitor:
             with torch.no_grad():
                 for b, saved in buffers:
                     b.copy_(saved)
-        return (first[0] if first else None), None
+        return first[0] if first else None
 
     # -- activations --------------------------------------------------------------------
 
@@ -1156,6 +1339,8 @@ class StabilityMonitor:
         target = self._quarantine
         loss = float(rec.loss[0])
         if hasattr(target, "quarantine_loss_spike"):  # a Guard: its last batch holds the rows
+            if "late" in verdict.evidence:  # it has served other batches since: count only
+                positions = positions[:0]
             target.quarantine_loss_spike(positions, loss, skipped=verdict.skip)
             return
         inputs = self._input_rows(rec)
@@ -1167,13 +1352,18 @@ class StabilityMonitor:
         target.add(batch_records(rec.step, flat, None, rec.row_ids, positions, [], loss))
 
     def _input_rows(self, rec: _Step) -> torch.Tensor | None:
-        if self._inputs is None or self._inputs_step != rec.step or rec.per_row is None:
+        """The step's input rows (its micro-batches' joined), one per per-row loss."""
+        if rec.per_row is None:
             return None
-        n = rec.per_row.shape[0]
-        for t in _flatten(self._inputs):
-            if _float_tensor(t) and t.ndim >= 1 and t.shape[0] == n:
-                return t
-        return None
+        batches = [_batch_tensor(f) for f in self._step_inputs(rec)]
+        if not batches or any(b is None for b in batches):
+            return None
+        if len(batches) == 1:
+            return batches[0]
+        flat = [b.detach().reshape(b.shape[0], -1) for b in batches if b is not None]
+        if len({f.shape[1] for f in flat}) != 1:
+            return None
+        return torch.cat(flat)
 
     def close(self) -> None:
         """Remove the monitor's hooks and write out quarantined rows still buffered."""
@@ -1202,6 +1392,7 @@ class StabilityMonitor:
                         "lr": rec.lr,
                         "per_row": None if rec.per_row is None else rec.per_row.tolist(),
                         "row_ids": _plain(rec.row_ids),
+                        "weights": None if rec.weights is None else rec.weights.tolist(),
                     }
                 )
         return {
@@ -1213,7 +1404,10 @@ class StabilityMonitor:
             "lrs": list(self._lrs),
             "weights": self._weights.tolist(),
             "weights_step": self._weights_step,
+            "weights_due": self._weights_due,
             "last": None if self._last is None else _step_state(self._last),
+            "high": None if self._high is None else self._high.tolist(),
+            "ring_dtype": None if self._ring is None else str(self._ring.dtype).split(".")[-1],
             "vanish": [self._vanish_run, self._vanish_armed],
             "activations": {
                 "steps": self._act_steps,
@@ -1238,9 +1432,14 @@ class StabilityMonitor:
         self._grads = np.array(state["grads"], dtype=np.float64).reshape(self._grads.shape)
         self._grads_seen = int(state["grads_seen"])
         self._lrs = deque(state["lrs"], maxlen=self._lrs.maxlen)
-        self._weights = np.array(state["weights"], dtype=np.float64)
+        weights = np.array(state["weights"], dtype=np.float64)
+        self._weights = weights
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._inv_weights = np.where(weights > 0, 1.0 / weights, 0.0)
         self._weights_step = int(state["weights_step"])
+        self._weights_due = int(state.get("weights_due", self._weights_step))
         self._last = None if state["last"] is None else _step_from(state["last"])
+        self._high = None if state.get("high") is None else np.array(state["high"], np.float64)
         self._vanish_run, self._vanish_armed = state["vanish"]
         acts = state["activations"]
         self._act_steps = int(acts["steps"])
@@ -1252,15 +1451,37 @@ class StabilityMonitor:
                 None if s is None else torch.tensor(s, dtype=torch.bool, device=device)
                 for s in acts["seen"]
             ]
-        self._pending, self._ring, self._events = [], None, []
-        for p in state["pending"]:
-            stats = torch.tensor(p["stats"], dtype=torch.float64)
-            per_row = (
-                None if p["per_row"] is None else torch.tensor(p["per_row"], dtype=torch.float64)
-            )
-            self._remember(p["step"], per_row, p["row_ids"], stats)
-            self._pending[-1].lr = p["lr"]
+        self._pending, self._ring, self._events, self._flags_seen = [], None, [], 0
+        if state["pending"]:
+            self._restore_pending(state["pending"], state.get("ring_dtype") or "float32")
         self.verdicts = [Verdict(**v) for v in state["verdicts"]]
+
+    def _restore_pending(self, pending: list[dict[str, Any]], dtype_name: str) -> None:
+        """Steps checked but not read yet, back into the device ring, flags and all."""
+        params = self._layers.params
+        device = params[0].device if params else torch.device("cpu")
+        dtype = getattr(torch, dtype_name)
+        width = _NL + len(params)
+        if any(len(p["stats"]) != width for p in pending):
+            from .errors import UsageError
+
+            raise UsageError(
+                "this monitor state holds unread steps in an older layout: save it again "
+                "right after a read (a step divisible by sync_every)"
+            )
+        self._start_ring(device, dtype)
+        assert self._ring is not None
+        for p in pending:
+            slot = len(self._pending)
+            row = self._ring[slot]
+            row.copy_(torch.tensor(p["stats"], dtype=dtype))
+            per_row = None if p["per_row"] is None else torch.tensor(p["per_row"], dtype=dtype)
+            weights = None if p.get("weights") is None else torch.tensor(p["weights"])
+            self._pending.append(
+                _Step(p["step"], np.empty(0), np.empty(0), p["lr"], per_row, p["row_ids"], weights)
+            )
+            if self.sync_every > 1:
+                self._raise_flag(slot, row)
 
 
 def _pick(found: list[Verdict], step: int) -> Verdict | None:
@@ -1310,6 +1531,27 @@ def _plain_one(value: Any) -> Any:
     if isinstance(value, (torch.Tensor, np.generic)):
         return value.item()
     return value
+
+
+def _batch_tensor(forward: tuple[tuple[Any, ...], dict[str, Any]]) -> torch.Tensor | None:
+    """The first batched float input of a forward pass (rows along its first dimension)."""
+    for t in _flatten(list(forward)):
+        if _float_tensor(t) and t.ndim >= 1:
+            return t
+    return None
+
+
+def _batch_size(forward: tuple[tuple[Any, ...], dict[str, Any]]) -> int:
+    t = _batch_tensor(forward)
+    return 0 if t is None else int(t.shape[0])
+
+
+def _count(row_ids: Any) -> int | None:
+    if row_ids is None:
+        return None
+    if isinstance(row_ids, (torch.Tensor, np.ndarray)):
+        return int(row_ids.reshape(-1).shape[0])
+    return len(row_ids) if hasattr(row_ids, "__len__") else None
 
 
 def _non_finite_input_rows(args: tuple[Any, ...], kwargs: dict[str, Any]) -> np.ndarray | None:

@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -379,10 +381,17 @@ class CountHostReads:
         return sum(self.calls.values())
 
 
-@pytest.mark.parametrize(("sync_every", "activations"), [(8, False), (8, True), (1, False)])
+@pytest.mark.parametrize(
+    ("sync_every", "activations"), [(None, False), (8, False), (8, True), (1, False)]
+)  # fmt: skip
 def test_healthy_steps_read_nothing_on_the_host(monkeypatch, sync_every, activations):
-    run = Run("clean", 0, "cancer", "adam", 200, sync_every=sync_every, activations=activations,
-              activation_window=64)  # fmt: skip
+    options = {"activations": activations, "activation_window": 64}
+    if sync_every is None:  # the default
+        sync_every = StabilityMonitor(nn.Linear(1, 1)).sync_every
+        assert sync_every > 1
+    else:
+        options["sync_every"] = sync_every
+    run = Run("clean", 0, "cancer", "adam", 200, **options)
     for step in range(100):
         run.step(step)  # warm up: histories full, weight norms read
     counter = CountHostReads(monkeypatch)
@@ -427,6 +436,62 @@ def test_healthy_steps_do_not_synchronise_cuda():
             torch.cuda.set_sync_debug_mode("default")
         opt.step()
     assert mon.verdicts == []
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    case=st.sampled_from(["clean", *EXPECTED]),
+    seed=st.integers(0, 3),
+    sync_every=st.integers(2, 40),
+)  # fmt: skip
+def test_verdicts_do_not_depend_on_how_often_the_host_reads(case, seed, sync_every):
+    """Every step is judged by the same rules whenever it is read; on the CPU the trip
+    flag is read at once, so a loss or gradient verdict is never late (and can skip)."""
+    at = 0 if case in ("exploding", "vanishing") else AT
+
+    def decisions(every: int) -> list[tuple]:
+        run = Run(case, seed, "wine", "adam", at + 40, sync_every=every).go()
+        return [(v.step, v.cause, v.kind, v.layer, v.rows, v.skip) for v in run.monitor.verdicts]
+
+    each_step = decisions(1)
+    assert decisions(sync_every) == each_step
+    assert (case == "clean") == (each_step == [])
+
+
+def micro_batches(run: Run, step: int, bad: str) -> tuple[Verdict | None, list[int]]:
+    """One step as two micro-batches of 16 rows, a fault in the second: (verdict, bad ids)."""
+    xb, yb, idx = run.batch(step)
+    truth = [int(idx[16 + 5])]
+    if bad == "nan":
+        xb[16 + 5, 0] = math.nan
+    else:
+        xb[16 + 5] *= 100
+        yb[16 + 5] = (yb[16 + 5] + 1) % run.c
+    run.optimizer.zero_grad()
+    losses = []
+    for half in (slice(0, 16), slice(16, 32)):
+        per_row = nn.functional.cross_entropy(run.model(xb[half]), yb[half], reduction="none")
+        (per_row.mean() / 2).backward()
+        losses.append(per_row)
+    return run.monitor.check(torch.cat(losses), row_ids=idx), truth
+
+
+@pytest.mark.parametrize("bad", ["nan", "spike"])
+def test_accumulated_micro_batches_name_the_row_of_the_second(tmp_path, bad):
+    run = Run("clean", 0, "cancer", "adam", AT + 1, quarantine=tmp_path / "q")
+    for step in range(AT):
+        run.step(step)
+    verdict, truth = micro_batches(run, AT, bad)
+    assert verdict is not None and verdict.cause == "data" and verdict.rows == truth
+    run.monitor.close()
+    if bad == "spike":  # the quarantined features are the second micro-batch's row
+        features = np.array(pq.read_table(tmp_path / "q").column("features").to_pylist())
+        assert np.allclose(features, run.x[truth].numpy() * 100, rtol=1e-5)
 
 
 # -- attribution details ------------------------------------------------------------------------

@@ -19,15 +19,19 @@ verdicts, and the batch's ``row_id`` argument if the model takes one. A loss tha
 ``compute_loss_func`` or a ``Trainer`` subclass computes outside the model is not
 seen; then no step is checked and a warning says so once.
 
-The check runs in ``on_pre_optimizer_step``, the last hook before
-``optimizer.step()`` (the trainer loop in ``transformers/trainer.py``):
-``on_optimizer_step`` and ``on_step_end`` come after the step. By then the trainer has
-already clipped the gradients (``max_grad_norm``, 1.0 by default; with 0 it still
-runs ``clip_grad_norm_`` with an infinite bound to measure the norm). Clipping
-scales every layer alike, so the loss, the rows and which layer stands out are
-unchanged, but it also spreads a non-finite gradient: an infinite norm zeroes every
-finite gradient and a NaN turns all of them NaN, so the layer named in a
-``non_finite`` gradient verdict may be the first layer rather than the one at fault.
+The check runs on the gradients as the backward pass left them, before the trainer
+clips them (``max_grad_norm``, 1.0 by default; with 0 it still runs
+``clip_grad_norm_`` with an infinite bound to measure the norm): clipping scales every
+layer alike, but an infinite norm zeroes every finite gradient and a NaN turns all of
+them NaN, so after it the layer at fault cannot be told. No callback event falls
+between the backward pass and the clipping (``on_pre_optimizer_step`` comes after it,
+in ``transformers/trainer.py``), so the forward hook, on the forward pass of a step's
+last micro-batch (accelerate's ``GradientState().sync_gradients``), hooks the loss's
+gradient, and that hook queues the check to run when the autograd engine finishes the
+backward pass (``Variable._execution_engine.queue_callback``, as PyTorch's FSDP does
+for its post-backward work). ``on_pre_optimizer_step`` then logs the verdict. When that
+hook never fired (the loss that was back-propagated is not the model's output), the
+check runs in ``on_pre_optimizer_step`` on the clipped gradients, as a fallback.
 
 A verdict with ``skip=True`` skips the step: every gradient is set to None, so
 ``optimizer.step()`` leaves the weights and the optimizer's state untouched (the
@@ -109,6 +113,8 @@ class _StabilityHooks:
         self._losses = StepLosses()
         self._handle: Any = None
         self._warned = False
+        self._checked = False  # this step was checked at the end of its backward pass
+        self._verdict: Any = None  # what that check found, logged at on_pre_optimizer_step
 
     @property
     def verdicts(self) -> list[Any]:
@@ -132,26 +138,50 @@ class _StabilityHooks:
         """Forward hook: keep a training forward pass's loss and row ids for the step's check."""
         if not (module.training and torch.is_grad_enabled()):
             return  # evaluation, or a replay of the batch under no_grad
+        scalar = _field(output, self.loss_key)
         loss = _field(output, self.per_row_key)
         if loss is None:
-            loss = _field(output, self.loss_key)
-        if isinstance(loss, torch.Tensor):
-            self._losses.add(loss, kwargs.get(self.row_id_key))
+            loss = scalar
+        if not isinstance(loss, torch.Tensor):
+            return
+        self._losses.add(loss, kwargs.get(self.row_id_key))
+        if _last_micro_batch():
+            watched = scalar if isinstance(scalar, torch.Tensor) else loss
+            if watched.requires_grad:
+                watched.register_hook(self._backward_started)
+
+    def _backward_started(self, grad: torch.Tensor) -> None:
+        """The loss's gradient hook: check once the whole backward pass has finished."""
+        _queue_after_backward(self._check_before_clipping)
+
+    def _check_before_clipping(self) -> None:
+        """At the end of the last micro-batch's backward pass, before the trainer clips."""
+        loss, rows = self._losses.take()
+        if self.monitor is None or loss is None:
+            return
+        self._checked = True
+        self._verdict = self.monitor.check(loss, row_ids=rows)
+        if self._verdict is not None and self._verdict.skip:
+            _drop_grads_of(self.monitor.model)  # clipping and the step find no gradient
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         if self.monitor is None:
             return control
-        loss, rows = self._losses.take()
-        if loss is None:
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "batchguard: StabilityCallback saw no %r in the model's output, so it "
-                    "checks no step; return the loss from forward() (as models given labels do)",
-                    self.loss_key,
-                )
-            return control
-        verdict = self.monitor.check(loss, row_ids=rows)
+        if self._checked:
+            verdict, self._verdict, self._checked = self._verdict, None, False
+        else:  # the hook never fired: check the clipped gradients
+            loss, rows = self._losses.take()
+            if loss is None:
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "batchguard: StabilityCallback saw no %r in the model's output, so it "
+                        "checks no step; return the loss from forward() (as models given "
+                        "labels do)",
+                        self.loss_key,
+                    )
+                return control
+            verdict = self.monitor.check(loss, row_ids=rows)
         if verdict is None:
             return control
         if verdict.skip:
@@ -183,6 +213,30 @@ class _StabilityHooks:
             "args": arguments,
             "attributes": {"monitor_state": monitor, "skipped": self.skipped},
         }
+
+
+def _last_micro_batch() -> bool:
+    """Whether the forward pass running now is the last of its optimizer step.
+
+    The trainer tells accelerate before each micro-batch (``_set_sync_gradients``); its
+    ``GradientState`` is shared by every instance.
+    """
+    try:
+        from accelerate.state import GradientState
+    except ImportError:  # pragma: no cover - transformers' Trainer needs accelerate
+        return True
+    return bool(GradientState().sync_gradients)
+
+
+def _queue_after_backward(callback: Any) -> None:
+    """Run ``callback`` when the autograd engine finishes the running backward pass."""
+    torch.autograd.Variable._execution_engine.queue_callback(callback)
+
+
+def _drop_grads_of(model: torch.nn.Module) -> None:
+    """Every parameter's gradient set to None (as ``_common.drop_grads`` does)."""
+    for parameter in model.parameters():
+        parameter.grad = None
 
 
 def _field(output: Any, key: str) -> Any:
