@@ -14,6 +14,7 @@ from ..profiling import Profile
 from ..quarantine import OutputSplitter, check_output_path
 from ..report.examples import ExampleCollector
 from ..source import IPC_SUFFIXES, PARQUET_SUFFIXES, Chunk
+from ._candidates import CandidateRows
 from ._run import ChunkNotes, RowRules, RowTally, Run, batch_schema
 
 
@@ -23,6 +24,8 @@ class LocalEngine:
     def __init__(self) -> None:
         #: what pass 1 saw per chunk, for pass 2's column choice (None: chunks not readable alone)
         self._notes: ChunkNotes | None = None
+        #: values pass 1 kept that could fail a row rule (None: a run that writes outputs)
+        self._candidates: CandidateRows | None = None
 
     def check_output(
         self, path: str | os.PathLike[str], inputs: list[str], what: str
@@ -50,18 +53,31 @@ class LocalEngine:
         if chunks and all(c.row_offset is not None for c in chunks):
             noted = [n for n, c in prof.columns.items() if c.kind in _NOTED_KINDS]
             notes = ChunkNotes.for_chunks(chunks, noted)
+        candidates = None
+        if not run.outputs and (run.plan is None or not run.plan.checks_every_row):
+            kept = {n: c.kind for n, c in prof.columns.items() if c.kind in _NOTED_KINDS}
+            candidates = CandidateRows(kept)
         position = 0
         for batch in src.iter_batches():
             summaries = prof.update(batch)
             if notes is not None:
                 notes.add(position, batch.num_rows, summaries)
+            if candidates is not None:
+                candidates.add(batch, summaries)
             position += batch.num_rows
             run.tick(batch.num_rows)
-        self._notes = notes
+        self._notes, self._candidates = notes, candidates
         return prof, notes
 
     def row_pass(self, run: Run, rules: RowRules, chunks: list[Chunk] | None) -> RowTally:
-        """Apply ``rules`` to ``chunks`` (all if ``None``) and write the outputs."""
+        """Apply ``rules`` to ``chunks`` (all if ``None``) and write the outputs.
+
+        When pass 1 kept every value that can fail ``rules`` (a run without outputs,
+        see :mod:`._candidates`), the rules run on those alone and nothing is re-read.
+        """
+        candidates = self._candidates
+        if chunks is not None and candidates is not None and candidates.covers(rules):
+            return candidates.tally(rules)
         tally = RowTally()
         examples = ExampleCollector()
         splitter = OutputSplitter(

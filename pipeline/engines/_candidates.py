@@ -1,0 +1,174 @@
+"""Rows kept in pass 1 that may fail a row rule, so that pass 2 need not read the file again.
+
+Which rows fail a fence or a sentinel rule is known only once the whole profile
+is merged. Pass 1 therefore keeps, per column, every value that *could* fail
+one: NaN, inf, null, and anything outside a candidate band set from the first
+batch that has finite values (the median plus or minus twice its distance to
+the 1st and 99th percentiles: far inside any fence for the usual shapes, far
+outside the bulk). A batch whose summary already shows no such value costs
+nothing more. When the run ends, the band covers the final rules if every
+column's fences and sentinels lie at or beyond it; the row rules then run on
+the kept values alone and give exactly what a second read would. Otherwise, or
+when the kept values outgrow :data:`CANDIDATE_LIMIT`, pass 2 re-reads as before.
+
+Used by the local engine for runs that write no output (an output needs whole
+rows) and whose schema has no row checks of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..checks import row_ids
+from ..profiling import BatchSummary, values_view
+from ..quarantine import bad_row_mask
+from ..source import ROW_ID
+from ._run import RowRules, RowTally
+
+#: kept values (over all columns) beyond which pass 1 gives up and pass 2 re-reads:
+#: 64 MiB of ids and values at most, whatever the file's size
+CANDIDATE_LIMIT = 1 << 22
+#: the band's half-widths, in units of the distance from the median to the 1st/99th percentile
+_BAND = 2.0
+
+
+@dataclass
+class _Kept:
+    """One column's kept values and their row ids, in row order."""
+
+    kind: str
+    band: tuple[float, float] | None = None
+    values: list[pa.Array] = field(default_factory=list)
+    ids: list[np.ndarray] = field(default_factory=list)
+
+
+class CandidateRows:
+    """Per column, the values of pass 1 that could fail a row rule.
+
+    Parameters
+    ----------
+    kinds : dict of str to str
+        The columns to keep values of, with their :func:`~pipeline.profiling.column_kind`.
+    """
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self._columns = {name: _Kept(kind) for name, kind in kinds.items()}
+        self._size = 0
+        #: True once the kept values passed :data:`CANDIDATE_LIMIT` (nothing is kept then)
+        self.overflowed = False
+
+    def add(self, batch: pa.RecordBatch, summaries: dict[str, BatchSummary]) -> None:
+        """Keep the values of ``batch`` that could fail a rule."""
+        if self.overflowed:
+            return
+        ids: np.ndarray | None = None
+        for name, kept in self._columns.items():
+            summary = summaries.get(name)
+            if summary is None:
+                continue
+            if kept.band is None and summary.min is not None:
+                kept.band = _band(batch.column(name), kept.kind)
+            if not summary.bad and _inside(summary, kept.band):
+                continue  # the usual case: the batch's range lies inside the band
+            arr = batch.column(name)
+            where = np.flatnonzero(_outside(arr, kept.kind, kept.band))
+            if not where.size:
+                continue
+            if ids is None:
+                ids = row_ids(batch)
+            kept.values.append(arr.take(pa.array(where)))
+            kept.ids.append(ids[where])
+            self._size += where.size
+            if self._size > CANDIDATE_LIMIT:
+                self._give_up()
+                return
+
+    def covers(self, rules: RowRules) -> bool:
+        """Whether every value that fails ``rules`` was kept (then :meth:`tally` is exact)."""
+        if self.overflowed:
+            return False
+        for name, (low, high) in rules.bounds.items():
+            kept = self._columns.get(name)
+            if kept is None:
+                return False
+            if kept.band is None:
+                continue  # no finite value at all: every row was kept
+            # A failing value x < low lies below the band when low does not lie above it.
+            if low > kept.band[0] or high < kept.band[1]:
+                return False
+        return True
+
+    def tally(self, rules: RowRules) -> RowTally:
+        """The row failures of the kept values: what pass 2 would count on the whole file.
+
+        Each column's kept values are checked on their own; a row failing in several
+        columns is quarantined once (its ids are united across columns).
+        """
+        tally = RowTally()
+        quarantined = []
+        for name, kept in self._columns.items():
+            if not kept.ids:
+                continue
+            values = pa.concat_arrays(kept.values)
+            ids = np.concatenate(kept.ids)
+            batch = pa.RecordBatch.from_arrays([values, pa.array(ids, pa.int64())], [name, ROW_ID])
+            failures = rules.failures(batch)
+            if failures:
+                tally.add(batch, failures)
+                quarantined.append(ids[bad_row_mask(batch.num_rows, failures)])
+        tally.quarantined = int(np.unique(np.concatenate(quarantined)).size) if quarantined else 0
+        return tally
+
+    def _give_up(self) -> None:
+        self.overflowed = True
+        self._columns.clear()  # free the memory at once
+
+
+def _numbers(arr: pa.Array, kind: str) -> np.ndarray:
+    """The column as numpy in the units the rules compare (nulls as 0: masked apart)."""
+    view = values_view(arr, kind)
+    if arr.null_count:
+        view = pc.fill_null(view, 0)
+    return view.to_numpy(zero_copy_only=False)
+
+
+def _band(arr: pa.Array, kind: str) -> tuple[float, float]:
+    """The candidate band of a column, from its finite values in this batch.
+
+    Each side reaches ``_BAND`` times the distance from the median to the 1st (99th)
+    percentile; a side of no width borrows the other's (a 0/1 flag, a count that is
+    mostly 0), and a batch of one value gets a unit of ``max(|value|, 1)``.
+    """
+    x = _numbers(pc.drop_null(arr) if arr.null_count else arr, kind).astype(np.float64)
+    q01, median, q99 = np.quantile(x[np.isfinite(x)], [0.01, 0.5, 0.99])
+    below, above = median - q01, q99 - median
+    unit = max(below, above) or max(abs(median), 1.0)
+    low, high = median - _BAND * (below or unit), median + _BAND * (above or unit)
+    if q01 >= 0 > low:
+        # A column of no negative values may be judged on a log scale, whose fence
+        # lets every value of 0 and more pass: keep only the negative ones.
+        low = 0.0
+    return float(low), float(high)
+
+
+def _inside(summary: BatchSummary, band: tuple[float, float] | None) -> bool:
+    """Whether a batch's finite range lies inside the band."""
+    if band is None or summary.min is None or summary.max is None:
+        return False
+    return band[0] <= summary.min and summary.max <= band[1]
+
+
+def _outside(arr: pa.Array, kind: str, band: tuple[float, float] | None) -> np.ndarray:
+    """Mask of the values that could fail a rule: null, NaN, inf, or beyond the band."""
+    if band is None:
+        return np.ones(len(arr), dtype=bool)
+    x = _numbers(arr, kind)
+    with np.errstate(invalid="ignore"):
+        outside = ~((x >= band[0]) & (x <= band[1]))  # NaN compares false: kept
+    if arr.null_count:
+        outside |= np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
+    return outside

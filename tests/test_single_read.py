@@ -1,0 +1,114 @@
+"""A run without outputs reads the file once: pass 1 keeps the values that could fail.
+
+The local engine keeps, in pass 1, every value that could fail a row rule
+(:mod:`pipeline.engines._candidates`) and, when those cover the final fences and
+sentinels, runs the row rules on them alone instead of reading the file again.
+Whichever way it goes, the report must be exactly that of the two-pass run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import pipeline.engines._candidates as candidates
+from pipeline import validate
+from pipeline.source import Source
+from tests.conftest import SAMPLE_DATA
+from tests.test_quarantine import dirty_tables
+
+
+def _findings(report) -> list[tuple]:
+    return [
+        (f.check, f.column, f.severity, f.count, tuple(f.sample_rows), f.message)
+        for f in report.findings
+    ]
+
+
+def _reads(monkeypatch) -> list[int]:
+    """Count the passes over the data: each call of ``Source.iter_batches``."""
+    calls: list[int] = []
+    original = Source.iter_batches
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Source, "iter_batches", counting)
+    return calls
+
+
+def _two_pass(path: Path, monkeypatch, **kw):
+    """The same run with nothing kept in pass 1 (the kept values overflow at once)."""
+    with monkeypatch.context() as m:
+        m.setattr(candidates, "CANDIDATE_LIMIT", -1)
+        return validate(path, **kw)
+
+
+@pytest.mark.parametrize(
+    ("name", "label"), [("credit", "default"), ("sensors", "failure"), ("clean", "segment")]
+)
+def test_sample_data_reports_equal_the_two_pass_run(name, label, monkeypatch):
+    path = SAMPLE_DATA / f"{name}.parquet"
+    reads = _reads(monkeypatch)
+    once = validate(path, label=label)
+    passes = len(reads)
+    twice = _two_pass(path, monkeypatch, label=label)
+    assert _findings(once) == _findings(twice)
+    assert once.rows_quarantined == twice.rows_quarantined
+    if name != "sensors":  # a fence of sensors' humidity_2 lies inside the first batch's band
+        assert passes == 1
+
+
+def test_rows_failing_in_several_columns_are_quarantined_once(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (5000, 3))
+    x[[10, 20, 30], 0] = np.nan
+    x[[10, 20, 40], 1] = 1e9  # rows 10 and 20 fail in two columns
+    x[[10, 50], 2] = -np.inf
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({f"c{j}": x[:, j] for j in range(3)}), path, row_group_size=1000)
+    reads = _reads(monkeypatch)
+    report = validate(path, batch_size=700)
+    assert len(reads) == 1
+    assert report.rows_quarantined == 5  # rows 10, 20, 30, 40, 50
+    quarantine = tmp_path / "q.parquet"
+    with_output = validate(path, batch_size=700, quarantine=quarantine)
+    assert _findings(with_output) == _findings(report)
+    assert pq.read_table(quarantine).column("_row_id").to_pylist() == [10, 20, 30, 40, 50]
+
+
+def test_an_unrepresentative_first_batch_falls_back_to_a_second_read(tmp_path, monkeypatch):
+    # Sorted data: the first batch's band holds only the smallest values, so every later
+    # value is kept; past the limit pass 1 gives up and pass 2 reads the file again.
+    x = np.sort(np.random.default_rng(1).lognormal(0, 1, 20_000))
+    x[-3:] = 1e9
+    path = tmp_path / "sorted.parquet"
+    pq.write_table(pa.table({"x": x, "y": x[::-1].copy()}), path)
+    monkeypatch.setattr(candidates, "CANDIDATE_LIMIT", 1000)
+    reads = _reads(monkeypatch)
+    report = validate(path, batch_size=1000)
+    assert len(reads) == 2
+    assert _findings(report) == _findings(_two_pass(path, monkeypatch, batch_size=1000))
+
+
+@pytest.mark.slow  # 40 examples, each validated twice
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table=dirty_tables(), batch_size=st.integers(1, 64), row_group_size=st.integers(1, 128))
+def test_one_read_equals_two_at_any_batching(table, batch_size, row_group_size):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "data.parquet"
+        pq.write_table(table, path, row_group_size=row_group_size)
+        once = validate(path, batch_size=batch_size)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(candidates, "CANDIDATE_LIMIT", -1)
+            twice = validate(path, batch_size=batch_size)
+    assert _findings(once) == _findings(twice)
+    assert once.rows_quarantined == twice.rows_quarantined
