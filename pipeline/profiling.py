@@ -281,6 +281,11 @@ class ColumnProfile:
         present = pc.drop_null(view)
         if pa.types.is_floating(present.type):
             present = present.filter(pc.is_finite(present))
+        if len(present) > _PREFIX_ROWS and _distinct(present.slice(0, _PREFIX_ROWS)) > EXACT_VALUES:
+            # Too many values in a prefix already: the whole batch has as many, so the
+            # answer is the same without hashing the rest of it.
+            self.values = None
+            return
         counts = pc.value_counts(present)
         if len(counts) > EXACT_VALUES:
             self.values = None
@@ -331,6 +336,15 @@ class ColumnProfile:
         return cls(**kwargs, values=None if values is None else {k: v for k, v in values})
 
 
+#: rows of a batch counted first: more than EXACT_VALUES distinct values among them
+#: settle the column's exact counts (there are none) without hashing the whole batch
+_PREFIX_ROWS = 4 * EXACT_VALUES
+
+
+def _distinct(arr: pa.Array) -> int:
+    return pc.count_distinct(arr).as_py()
+
+
 _STATE_FIELDS = (
     "name", "dtype", "kind", "count", "null", "nan", "posinf", "neginf",
     "finite", "min", "max", "mean", "m2",
@@ -343,6 +357,36 @@ def _mix(ids: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
+
+
+def sample_bound(rows: int | None, size: int) -> int | None:
+    """A hash value that, with near certainty, more than ``size`` of ``rows`` row ids stay below.
+
+    The row sample is the ``size`` rows with the smallest hashed ids, and the
+    hashes are uniform, so a pass that knows the dataset's size need only keep
+    rows hashed below this bound (:meth:`RowSample.start_below`): it then takes
+    about ``size`` rows in all instead of several times as many, and the Ray
+    engine's partial samples carry about ``size`` rows together instead of
+    ``size`` each. Expected rows below it: ``size + 8 sqrt(size) + 64``, so
+    falling short of ``size`` is an 8-sigma event; callers check anyway and
+    sample again without the bound. ``None`` (keep every row) for small or
+    uncounted datasets.
+
+    Parameters
+    ----------
+    rows : int or None
+        The dataset's rows, if known before reading it.
+    size : int
+        The sample size.
+
+    Returns
+    -------
+    int or None
+    """
+    if rows is None or rows <= size:
+        return None
+    expected = size + 8 * math.sqrt(size) + 64
+    return min(int(expected / rows * 2.0**64), 2**64 - 1)
 
 
 class RowSample:

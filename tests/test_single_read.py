@@ -18,7 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pipeline
 import pipeline.engines._candidates as candidates
+import pipeline.engines._local as local
 from pipeline import validate
 from pipeline.source import Source
 from tests.conftest import SAMPLE_DATA
@@ -112,3 +114,23 @@ def test_one_read_equals_two_at_any_batching(table, batch_size, row_group_size):
             twice = validate(path, batch_size=batch_size)
     assert _findings(once) == _findings(twice)
     assert once.rows_quarantined == twice.rows_quarantined
+
+
+def _sample_ids(prof) -> list[int]:
+    return prof.sample.table().column("_row_id").to_pylist()
+
+
+def test_the_bounded_sample_is_the_whole_pass_sample(tmp_path, monkeypatch):
+    # Knowing the row count, pass 1 keeps only rows hashed below a bound: the same
+    # sample as keeping every row, and the same when the bound falls short.
+    path = tmp_path / "t.parquet"
+    x = np.random.default_rng(2).normal(0, 1, 20_000)
+    pq.write_table(pa.table({"x": x, "y": x * 2}), path, row_group_size=3000)
+    unbounded = pipeline.profile(path, batch_size=999, sample_size=500)
+    bounded = validate(path, batch_size=999, sample_size=500).profile
+    assert _sample_ids(bounded) == _sample_ids(unbounded)
+    monkeypatch.setattr(local, "sample_bound", lambda rows, size: 2**40)  # far too low
+    reads = _reads(monkeypatch)
+    short = validate(path, batch_size=999, sample_size=500).profile
+    assert _sample_ids(short) == _sample_ids(unbounded)
+    assert len(reads) == 2  # pass 1 ran again without the bound

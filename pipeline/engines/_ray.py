@@ -18,7 +18,7 @@ Pass 1
     the same on every run; counts, min/max, value counts and the row sample (a
     bottom-k by hashed row id) equal the local engine's exactly, means and
     standard deviations up to float rounding. Each partial keeps only the
-    sample candidates below a bound (:func:`_sample_bound`), so about
+    sample candidates below a bound (:func:`~pipeline.profiling.sample_bound`), so about
     ``sample_size`` rows travel to the driver in all, not that many per block.
 
 Between the passes
@@ -51,7 +51,6 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -69,7 +68,7 @@ from ray.data.datasource import Datasource, ReadTask
 from .._atomic import publish_dir, staging_dir
 from .._stores import is_url, redact
 from ..errors import BatchguardError, SourceError, UsageError
-from ..profiling import STAT_KINDS, BatchSummary, Profile
+from ..profiling import STAT_KINDS, BatchSummary, Profile, sample_bound
 from ..quarantine import OutputSplitter
 from ..report.examples import examples_from_quarantine
 from ..source import ROW_ID, Chunk, Source
@@ -145,7 +144,7 @@ class RayEngine:
         _connect(self.address)
         src, size = run.src, run.opts.sample_size
         chunks = _readable_chunks(src)
-        bound = _sample_bound(src.num_rows, size)
+        bound = sample_bound(src.num_rows, size)
         prof, parts = self._profile(run, chunks, bound)
         if bound is not None and prof.sample.table().num_rows < min(size, prof.rows):
             # Fewer rows hashed below the bound than the sample holds, so the partial
@@ -382,22 +381,6 @@ def _read_chunks(src: Source, chunks: list[Chunk] | None) -> Iterator[pa.Table]:
 
 
 # -- pass 1 task -------------------------------------------------------------------------------
-def _sample_bound(rows: int | None, size: int) -> int | None:
-    """A hash value that, with near certainty, more than ``size`` of ``rows`` row ids stay below.
-
-    The row sample is the ``size`` rows with the smallest hashed ids, and the
-    hashes are uniform, so a partial profile need only keep rows hashed below
-    this bound: the partials then carry about ``size`` sample rows in all
-    instead of ``size`` each. Expected rows below it: ``size + 8 sqrt(size) +
-    64``, so falling short of ``size`` is an 8-sigma event; the driver checks
-    anyway. ``None`` (keep every row) for small or uncounted datasets.
-    """
-    if rows is None or rows <= size:
-        return None
-    expected = size + 8 * math.sqrt(size) + 64
-    return min(int(expected / rows * 2.0**64), 2**64 - 1)
-
-
 def _profile_block(
     block: pa.Table, *, schema: pa.Schema, sample_size: int, bound: int | None
 ) -> pa.Table:
