@@ -96,7 +96,7 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
     "--baseline-out",
     metavar="OUT.json",
     help="Write a slim drift baseline (exact counts, 1,001 quantiles per numeric column; "
-    "a few kB per column) for a later --baseline.",
+    "about 20 kB per column) for a later --baseline.",
 )
 @click.option(
     "--format",

@@ -562,8 +562,9 @@ def write_baseline(profile: Profile, path: str | os.PathLike[str]) -> None:
     Exact value counts stay exact; a numeric column with more distinct values
     keeps 1,001 quantiles of its row sample (KS within 0.0005 of the KS
     against the sample itself) and its decile bins; a categorical one the
-    values of at least 1% share. A few kB per column, against about 1 MB per
-    column for the full profile's row sample.
+    values of at least 1% share. About 19 kB per numeric column (0.6 MB at 32
+    columns, 19 MB at 1,000), against about 0.54 MB per float32 column for the
+    full profile, which embeds its 100,000-row sample.
     """
     from ._atomic import write_text
 
