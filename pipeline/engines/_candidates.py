@@ -3,13 +3,13 @@
 Which rows fail a fence or a sentinel rule is known only once the whole profile
 is merged. Pass 1 therefore keeps, per column, every value that *could* fail
 one: NaN, inf, null, and anything outside a candidate band set from the first
-batch that has finite values (the median plus or minus twice its distance to
-the 1st and 99th percentiles: far inside any fence for the usual shapes, far
-outside the bulk). A batch whose summary already shows no such value costs
-nothing more. When the run ends, the band covers the final rules if every
-column's fences and sentinels lie at or beyond it; the row rules then run on
-the kept values alone and give exactly what a second read would. Otherwise, or
-when the kept values outgrow :data:`CANDIDATE_LIMIT`, pass 2 re-reads as before.
+batch that has finite values (:func:`_band`: inside the final fences for the
+usual shapes and methods, outside nearly every value). A batch whose summary
+already shows no such value costs nothing more. When the run ends, the band
+covers the final rules if every column's fences and sentinels lie at or
+beyond it; the row rules then run on the kept values alone and give exactly
+what a second read would. Otherwise, or when the kept values outgrow
+:data:`CANDIDATE_LIMIT`, pass 2 re-reads as before.
 
 Used by the local engine for runs that write no output (an output needs whole
 rows) and whose schema has no row checks of its own.
@@ -32,8 +32,9 @@ from ._run import RowRules, RowTally
 #: kept values (over all columns) beyond which pass 1 gives up and pass 2 re-reads:
 #: 64 MiB of ids and values at most, whatever the file's size
 CANDIDATE_LIMIT = 1 << 22
-#: the band's half-widths, in units of the distance from the median to the 1st/99th percentile
-_BAND = 2.0
+#: the band's reach beyond the 1st/99th percentiles, in units of their distance to the median
+#: (the ``auto`` fences stand at 3)
+_BAND = 1.5
 
 
 @dataclass
@@ -75,7 +76,7 @@ class CandidateRows:
             if not summary.bad and _inside(summary, kept.band):
                 continue  # the usual case: the batch's range lies inside the band
             arr = batch.column(name)
-            where = np.flatnonzero(_outside(arr, kept.kind, kept.band))
+            where = np.flatnonzero(_outside(arr, kept.kind, kept.band, summary))
             if not where.size:
                 continue
             if ids is None:
@@ -139,19 +140,21 @@ def _numbers(arr: pa.Array, kind: str) -> np.ndarray:
 def _band(arr: pa.Array, kind: str) -> tuple[float, float]:
     """The candidate band of a column, from its finite values in this batch.
 
-    Each side reaches ``_BAND`` times the distance from the median to the 1st (99th)
-    percentile; a side of no width borrows the other's (a 0/1 flag, a count that is
-    mostly 0), and a batch of one value gets a unit of ``max(|value|, 1)``.
+    The 1st and 99th percentiles widened by ``_BAND`` times their distance to the
+    median (the ``auto`` fences' geometry at half their threshold, on the linear
+    scale). A side of no width borrows the other's (a 0/1 flag, a count that is
+    mostly 0); a batch of one value gets a unit of ``max(|value|, 1)``. A column of
+    no negative values may be judged on a log scale, whose fences let every value
+    of 0 and more pass, so there only negative values are kept below; above, the
+    log scale's fence lies beyond the linear one.
     """
     x = _numbers(pc.drop_null(arr) if arr.null_count else arr, kind).astype(np.float64)
     q01, median, q99 = np.quantile(x[np.isfinite(x)], [0.01, 0.5, 0.99])
     below, above = median - q01, q99 - median
     unit = max(below, above) or max(abs(median), 1.0)
-    low, high = median - _BAND * (below or unit), median + _BAND * (above or unit)
-    if q01 >= 0 > low:
-        # A column of no negative values may be judged on a log scale, whose fence
-        # lets every value of 0 and more pass: keep only the negative ones.
-        low = 0.0
+    low, high = q01 - _BAND * (below or unit), q99 + _BAND * (above or unit)
+    if q01 >= 0:
+        low = max(low, 0.0)
     return float(low), float(high)
 
 
@@ -162,13 +165,25 @@ def _inside(summary: BatchSummary, band: tuple[float, float] | None) -> bool:
     return band[0] <= summary.min and summary.max <= band[1]
 
 
-def _outside(arr: pa.Array, kind: str, band: tuple[float, float] | None) -> np.ndarray:
-    """Mask of the values that could fail a rule: null, NaN, inf, or beyond the band."""
+def _outside(
+    arr: pa.Array, kind: str, band: tuple[float, float] | None, summary: BatchSummary
+) -> np.ndarray:
+    """Mask of the values that could fail a rule: null, NaN, inf, or beyond the band.
+
+    Without NaN, inf or null in the batch, only the sides its range crosses are compared.
+    """
     if band is None:
         return np.ones(len(arr), dtype=bool)
     x = _numbers(arr, kind)
+    low, high = band
+    if not summary.bad:
+        if summary.min >= low:
+            return x > high
+        if summary.max <= high:
+            return x < low
+        return (x < low) | (x > high)
     with np.errstate(invalid="ignore"):
-        outside = ~((x >= band[0]) & (x <= band[1]))  # NaN compares false: kept
+        outside = ~((x >= low) & (x <= high))  # NaN compares false: kept
     if arr.null_count:
         outside |= np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool)
     return outside
