@@ -562,11 +562,13 @@ class Profile:
         self.sample = RowSample(sample_size)
         self._stats: dict[str, ColumnStats] = {}
         self._value_counts: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def update(self, batch: pa.RecordBatch) -> dict[str, BatchSummary]:
         """Add one record batch (with ``_row_id``); returns per numeric column what it held."""
         self._stats.clear()
         self._value_counts.clear()
+        self._sorted.clear()
         self.rows += batch.num_rows
         summaries: dict[str, BatchSummary] = {}
         for name, column in self.columns.items():
@@ -582,6 +584,7 @@ class Profile:
             raise ValueError("cannot merge profiles of datasets with different columns")
         self._stats.clear()
         self._value_counts.clear()
+        self._sorted.clear()
         self.rows += other.rows
         for name, column in self.columns.items():
             column.merge(other.columns[name])
@@ -596,13 +599,29 @@ class Profile:
         return self._stats[name]
 
     def sample_values(self, name: str) -> np.ndarray:
-        """Finite numeric values of ``name`` in the row sample."""
-        column = self.columns[name]
-        if column.kind not in STAT_KINDS or self.sample._rows == 0:
-            return np.empty(0)
-        arr = self.sample.table().column(name).combine_chunks()
-        x = to_numpy(values_view(arr, column.kind)).astype(np.float64, copy=False)
-        return x[np.isfinite(x)]
+        """Finite numeric values of ``name`` in the row sample, sorted, as float64 (read-only)."""
+        return self._sorted_sample(name)[1]
+
+    def _sorted_sample(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The sample's finite values of ``name``, sorted once: in their own type and as float64.
+
+        Quantiles, histograms, value counts, the top value, fences and sentinels all
+        start from them.
+        """
+        if name not in self._sorted:
+            column = self.columns[name]
+            if column.kind not in STAT_KINDS or self.sample._rows == 0:
+                native = np.empty(0)
+            else:
+                arr = self.sample.table().column(name).combine_chunks()
+                native = to_numpy(values_view(arr, column.kind))
+                if native.dtype.kind == "f":
+                    native = native[np.isfinite(native)]
+                native = np.sort(native)
+            wide = native.astype(np.float64)  # a monotone cast: still sorted
+            native.flags.writeable = wide.flags.writeable = False
+            self._sorted[name] = (native, wide)
+        return self._sorted[name]
 
     def value_counts(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Distinct finite values of numeric column ``name`` and their counts, as float64/int64.
@@ -623,7 +642,7 @@ class Profile:
             keep = np.isfinite(values)
             return values[keep], counts[keep]
         x = self.sample_values(name)
-        values, counts = np.unique(x, return_counts=True)
+        values, counts = _runs(x)
         scale = column.finite / x.size if x.size else 1.0
         return values, np.rint(counts * scale).astype(np.int64)
 
@@ -659,6 +678,17 @@ class Profile:
             # Ties break on the smaller value so the answer does not depend on batch order.
             top, n = min(c.values.items(), key=lambda kv: (-kv[1], _sort_key(kv[0])))
             return top, n / sum(c.values.values()), len(c.values), True
+        if c.kind in STAT_KINDS:  # from the sorted sample; ties go to the smaller value too
+            values, counts = _runs(self._sorted_sample(c.name)[0])
+            if not values.size:
+                return None, None, EXACT_VALUES + 1, False
+            i = int(np.argmax(counts))
+            return (
+                values[i].item(),
+                float(counts[i] / counts.sum()),
+                max(values.size, EXACT_VALUES + 1),
+                False,
+            )
         view = values_view(self.sample.table().column(c.name).combine_chunks(), c.kind)
         present = pc.drop_null(view)
         if pa.types.is_floating(present.type):
@@ -708,6 +738,14 @@ class Profile:
         profile.columns = {s["name"]: ColumnProfile.from_state(s) for s in state["columns"]}
         profile.sample = RowSample.from_state(data["sample_size"], state["sample"])
         return profile
+
+
+def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of the sorted array ``x`` and how often each occurs (``np.unique``'s)."""
+    if not x.size:
+        return x.copy(), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], x[1:] != x[:-1])))
+    return x[starts], np.diff(np.append(starts, x.size))
 
 
 def _histogram(x: np.ndarray) -> dict[str, list[float]]:
