@@ -52,6 +52,7 @@ __all__ = [
     "column_kind",
     "is_feature_type",
     "profile",
+    "sample_bound",
     "to_numpy",
     "values_view",
 ]
