@@ -364,4 +364,7 @@ class _Progress:
 
 def main() -> None:
     """Console-script entry point."""
+    from ._malloc import tune_allocator
+
+    tune_allocator()  # this process is the command's own (see pipeline._malloc)
     validate_command.main(prog_name="validate", auto_envvar_prefix="BATCHGUARD")
