@@ -296,7 +296,7 @@ def test_public_names_resolve_and_old_private_names_stay():
     assert set(names) == {
         "EXACT_VALUES", "HISTOGRAM_BINS", "PROFILE_VERSION", "STAT_KINDS", "BatchSummary",
         "ColumnProfile", "ColumnStats", "Profile", "RowSample", "column_kind", "is_feature_type",
-        "profile",
+        "profile", "sample_bound",
         "to_numpy", "values_view",
     }  # fmt: skip
     for name in names:
