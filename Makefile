@@ -10,8 +10,10 @@ PIP_FLAGS ?= -q
 # ~250 MB installed and a few seconds; `make install EXTRAS=test` leaves it out, and the
 # Ray engine's tests then skip. The data-where-it-lives extras (polars, s3, test-s3, delta,
 # iceberg, hf) add ~330 MB installed (deltalake 130 MB, moto and botocore 80 MB) and about
-# 25 s from a warm cache; without them their tests skip.
-EXTRAS ?= test,ray,polars,s3,test-s3,delta,iceberg,hf
+# 25 s from a warm cache; without them their tests skip. lightning and transformers (the
+# StabilityCallback tests in the real trainers) add ~22 MB of wheels, ~170 MB installed and
+# ~20 s of tests.
+EXTRAS ?= test,ray,polars,s3,test-s3,delta,iceberg,hf,lightning,transformers
 
 .PHONY: install demo test test-fast lint bench clean
 
