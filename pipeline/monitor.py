@@ -344,11 +344,13 @@ class _Layers:
         Returns the norms (0-d tensors of ``dtype``) and, when some parameters have no
         dense gradient, the positions of those that have one (None when all have).
         """
-        grads = [p.grad for p in self.params]
+        all_grads = [p.grad for p in self.params]
         present = None
-        if not all(g is not None and not g.is_sparse for g in grads):
-            present = [k for k, g in enumerate(grads) if g is not None and not g.is_sparse]
-            grads = [grads[k] for k in present]
+        if all(g is not None and not g.is_sparse for g in all_grads):
+            grads = [g for g in all_grads if g is not None]  # every one (a typed list)
+        else:
+            present = [k for k, g in enumerate(all_grads) if g is not None and not g.is_sparse]
+            grads = [g for g in (all_grads[k] for k in present) if g is not None]
         if not grads:
             return [], present
         # dtype: a float16 gradient's norm overflows float16 at 65504
