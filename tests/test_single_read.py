@@ -134,3 +134,17 @@ def test_the_bounded_sample_is_the_whole_pass_sample(tmp_path, monkeypatch):
     short = validate(path, batch_size=999, sample_size=500).profile
     assert _sample_ids(short) == _sample_ids(unbounded)
     assert len(reads) == 2  # pass 1 ran again without the bound
+
+
+def test_empty_row_groups_and_an_empty_file(tmp_path):
+    path = tmp_path / "gaps.parquet"
+    schema = pa.schema([("x", pa.float64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        writer.write_table(pa.table({"x": pa.array([], pa.float64())}))
+        writer.write_table(pa.table({"x": [1.0, 2.0, float("nan"), 3.0]}))
+        writer.write_table(pa.table({"x": pa.array([], pa.float64())}))
+    report = validate(path, batch_size=2)
+    assert report.rows == 4 and report.rows_quarantined == 1
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"x": pa.array([], pa.float64())}), empty)
+    assert validate(empty).rows == 0

@@ -176,7 +176,7 @@ def _outside(
         return np.ones(len(arr), dtype=bool)
     x = _numbers(arr, kind)
     low, high = band
-    if not summary.bad:
+    if not summary.bad and summary.min is not None and summary.max is not None:
         if summary.min >= low:
             return x > high
         if summary.max <= high:
