@@ -64,6 +64,11 @@ _FEATURE_KEYS = ("features", "x", "inputs", "input")
 _LABEL_KEYS = ("label", "labels", "y", "target", "targets")
 _ROW_ID_KEYS = ("row_id", "_row_id", "row_ids", "index")
 _FLOAT_MAX = float(np.finfo(np.float64).max)
+#: label dtypes numpy can view without a copy (not bfloat16, float8, ...)
+_NUMPY_LABELS = frozenset(
+    {torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool}
+    | {torch.float64, torch.float32, torch.float16}
+)
 
 
 @dataclass
@@ -309,11 +314,11 @@ class BatchChecker:
         return seen if seen is not None else np.zeros_like(now)
 
     def _single_class(self, y: torch.Tensor) -> Any:
-        if len(self._labels_seen) >= 2 and y.is_cpu:
+        if len(self._labels_seen) >= 2 and y.is_cpu and y.dtype in _NUMPY_LABELS:
             # Two labels seen already: a batch with two different labels needs no more work,
-            # and a list of a few hundred labels answers that faster than torch ops do.
-            labels = (y if y.dim() == 1 else y.reshape(-1)).tolist()
-            if labels and labels.count(labels[0]) != len(labels):  # NaN counts as different
+            # and numpy on the tensor's own memory answers that faster than torch ops do.
+            labels = y.detach().numpy().reshape(-1)
+            if labels.size and bool((labels != labels[0]).any()):  # NaN counts as different
                 return None
         lo, hi = torch.aminmax(y.reshape(-1))
         lo_v, hi_v = torch.stack((lo, hi)).tolist()  # one transfer from the device

@@ -214,3 +214,17 @@ def test_two_guards_in_one_directory_keep_every_part(tmp_path):
         with guard(loader, quarantine=tmp_path / "q", row_id=2) as g:
             list(g)
     assert pq.read_table(tmp_path / "q").num_rows == 6
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float32, torch.bfloat16, torch.bool])
+def test_single_class_batches_are_found_for_any_label_dtype(dtype):
+    from pipeline.guarding import BatchChecker
+
+    checker = BatchChecker(on_bad="warn", checks=["batch_single_class"])
+    x = torch.randn(16, 3)
+    mixed = torch.tensor([0, 1] * 8).to(dtype)
+    one = torch.ones(16).to(dtype)
+    checker((x, mixed), 0)  # two labels seen: the quick path from here on
+    checker((x, mixed), 1)
+    checker((x, one), 2)
+    assert checker.stats.reasons["batch_single_class"] == 1
