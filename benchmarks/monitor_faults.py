@@ -47,6 +47,7 @@ from torch import nn
 sys.path.insert(0, str(h.ROOT))
 
 from pipeline.monitor import StabilityMonitor, Verdict  # noqa: E402
+from tests.test_monitor import model_for  # noqa: E402  (the fast suite's models)
 
 BATCH = 32
 AT = 150  # the step of a mid-run fault
@@ -83,47 +84,6 @@ def table(name: str) -> tuple[torch.Tensor, torch.Tensor, int]:
         y = (y - y.mean()) / y.std()
         return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32), 0
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y), int(y.max()) + 1
-
-
-class Log(nn.Module):
-    """``log(x + shift)`` after a ReLU: finite while ``shift > 0``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.shift = 1.0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.log(x + self.shift)
-
-
-def mlp(d: int, out: int, *, depth: int = 2, act: type[nn.Module] = nn.ReLU, gain: float = 0.0,
-        log: bool = False) -> nn.Sequential:  # fmt: skip
-    layers: list[nn.Module] = []
-    width = d
-    for i in range(depth):
-        layers += [nn.Linear(width, 32), act()]
-        if log and i == 0:
-            layers.append(Log())  # module "2"
-        width = 32
-    layers.append(nn.Linear(width, out))
-    model = nn.Sequential(*layers)
-    if gain:
-        with torch.no_grad():
-            for m in model:
-                if isinstance(m, nn.Linear):
-                    nn.init.kaiming_normal_(m.weight)
-                    m.weight.mul_(gain)
-    return model
-
-
-def model_for(case: str, d: int, out: int) -> nn.Sequential:
-    if case == "exploding":
-        return mlp(d, out, depth=10, gain=3.0)
-    if case == "vanishing":
-        return mlp(d, out, depth=12, act=nn.Sigmoid)
-    if case == "layer":
-        return mlp(d, out, depth=3)
-    return mlp(d, out, log=case == "nan")
 
 
 class Run:
