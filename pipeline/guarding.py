@@ -197,6 +197,11 @@ class BatchChecker:
             self._layout = _Layout.detect(batch, *self._keys)
         self.stats.batches += 1
         self.stats.rows += int(batch[0].shape[0])
+        if len(self._labels_seen) < 2 and "batch_single_class" in self.checks:
+            # Learn the labels as the exact checks do, so a later batch is judged alike.
+            y = _tensor_or_none(self._layout.get(batch, self._layout.label))
+            if y is not None and y.numel() >= 2:
+                self._single_class(y)
         return batch
 
     def __call__(self, batch: Any, index: int) -> Any:

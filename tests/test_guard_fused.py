@@ -142,3 +142,19 @@ def test_fused_and_exact_agree_on_any_batching(
         lambda: fitted.loader(other, batch_size=batch_size, shuffle=shuffle, stratify=False)
     )
     assert stats.reasons["out_of_range"] == len(set(far))
+
+
+def test_a_regression_target_learns_its_labels_as_the_exact_path_does(tmp_path):
+    # No classes to take from the loader: a constant-target batch is judged on the
+    # target values seen before it, which batches passed in the fetch must add too.
+    path = tmp_path / "reg.parquet"
+    t = _table(2000, 7)
+    target = np.random.default_rng(7).normal(0, 1, 2000)
+    target[1000:1100] = 3.0  # one batch in order holds one target value
+    pq.write_table(t.drop_columns(["label"]).append_column("y", pa.array(target)), path)
+    prep = pipeline.fit(path, label="y", scaler=None)
+    stats, _, vouched = _compare(
+        lambda: prep.loader(path, batch_size=100, shuffle=False, stratify=False)
+    )
+    assert vouched > 0
+    assert stats.reasons["batch_single_class"] == 1
