@@ -291,3 +291,25 @@ def test_strict_still_fails_on_other_warnings(tmp_path):
     report = validate(data, strict=True)
     assert ("outlier", "x") in {(f.check, f.column) for f in report.findings}
     assert not report.passed and report.exit_code == 1
+
+
+def test_a_tail_of_outliers_does_not_put_its_column_on_a_log_scale(tmp_path):
+    # A symmetric bulk with 15% of its rows far above: its 10th-90th percentiles look
+    # right-skewed (the fences judge it on a log scale), its central half does not, so
+    # the joint score keeps it on its own scale, where those rows stand far out.
+    rng = np.random.default_rng(3)
+    n, bad = 200, 30
+    a = rng.normal(15, 3, n)
+    b = a * 2 + rng.normal(0, 1, n)
+    a[:bad] = rng.uniform(40, 45, bad)  # breaks the a-b relation, high on a
+    skewed = rng.lognormal(3, 1, n)  # a genuinely skewed column keeps its log scale
+    path = write_parquet(tmp_path / "t.parquet", pa.table({"a": a, "b": b, "s": skewed}))
+    prof = profile(path)
+    fences = outlier_fences(prof, ValidationOptions())
+    assert fences["a"].scale == "log" and fences["s"].scale == "log"
+    model = fit_joint(prof, ["a", "b", "s"], fences)
+    assert dict(zip(model.columns, model.log.tolist(), strict=True)) == {
+        "a": False, "b": False, "s": True,
+    }  # fmt: skip
+    score = model.score(model.standardise(pq.read_table(path), dict.fromkeys("abs", "numeric")))
+    assert set(np.argsort(-score)[:bad].tolist()) == set(range(bad))
