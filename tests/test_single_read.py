@@ -148,3 +148,18 @@ def test_empty_row_groups_and_an_empty_file(tmp_path):
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"x": pa.array([], pa.float64())}), empty)
     assert validate(empty).rows == 0
+
+
+def test_columns_asked_non_null_are_judged_alike(tmp_path, monkeypatch):
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, 3000)
+    nulls = np.zeros(3000, dtype=bool)
+    nulls[[7, 1500, 2999]] = True
+    path = tmp_path / "n.parquet"
+    pq.write_table(pa.table({"x": pa.array(x, mask=nulls), "y": x * 3}), path)
+    reads = _reads(monkeypatch)
+    once = validate(path, batch_size=500, not_null=["x"])
+    assert len(reads) == 1
+    twice = _two_pass(path, monkeypatch, batch_size=500, not_null=["x"])
+    assert _findings(once) == _findings(twice)
+    assert once.rows_quarantined == twice.rows_quarantined == 3
