@@ -45,7 +45,49 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-class StagedFile:
+class Staged:
+    """The steps every staged output shares: :meth:`commit` and the ``with`` form.
+
+    Subclasses write to :meth:`sink` and define ``sync`` (the temporary copy is
+    complete), ``publish`` (it replaces the final one) and ``discard``. Leaving a
+    ``with`` block commits on success and discards on an exception, or when the
+    commit itself fails.
+    """
+
+    def sync(self) -> None:
+        raise NotImplementedError
+
+    def publish(self) -> None:
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """:meth:`sync`, then :meth:`publish`."""
+        self.sync()
+        self.publish()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.discard()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.discard()
+            raise
+
+
+class StagedFile(Staged):
     """One output file, written under a temporary name and renamed when complete.
 
     Write to :attr:`temp` (any writer that takes a path), then either leave the
@@ -95,33 +137,10 @@ class StagedFile:
         if not self._in_place:
             os.replace(self.temp, self.path)
 
-    def commit(self) -> None:
-        """:meth:`sync`, then :meth:`publish`."""
-        self.sync()
-        self.publish()
-
     def discard(self) -> None:
         """Remove the temporary file (a special file written in place is left alone)."""
         if not self._in_place:
             self.temp.unlink(missing_ok=True)
-
-    def __enter__(self) -> StagedFile:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self.discard()
-            return
-        try:
-            self.commit()
-        except BaseException:
-            self.discard()
-            raise
 
 
 def staged(path: str | os.PathLike[str], *, durable: bool = True) -> Any:

@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 
+from ._atomic import Staged
 from .errors import SourceError, UsageError
 
 __all__ = [
@@ -383,7 +384,7 @@ def check_output_url(url: str, inputs: list[str], what: str, suffixes: tuple[str
     return url
 
 
-class StagedObject:
+class StagedObject(Staged):
     """One output object written under a hidden temporary key, moved to its final key when whole.
 
     The same steps as :class:`pipeline._atomic.StagedFile`: write to :meth:`sink`,
@@ -435,11 +436,6 @@ class StagedObject:
         except OSError as exc:
             raise describe(redact(self.url), exc, "write") from exc
 
-    def commit(self) -> None:
-        """:meth:`sync`, then :meth:`publish`."""
-        self.sync()
-        self.publish()
-
     def discard(self) -> None:
         """Drop the temporary object; the final key is left as it was."""
         stream, self._stream = self._stream, None
@@ -453,19 +449,6 @@ class StagedObject:
                 step()
             except (OSError, pa.ArrowException):  # the store may be the thing that failed
                 pass
-
-    def __enter__(self) -> StagedObject:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self.discard()
-            return
-        try:
-            self.commit()
-        except BaseException:
-            self.discard()
-            raise
 
 
 class _Guarded:
