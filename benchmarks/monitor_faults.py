@@ -47,19 +47,11 @@ from torch import nn
 sys.path.insert(0, str(h.ROOT))
 
 from pipeline.monitor import StabilityMonitor, Verdict  # noqa: E402
-from tests.test_monitor import model_for  # noqa: E402  (the fast suite's models)
+from tests.test_monitor import EXPECTED, is_right, model_for  # noqa: E402  (the fast suite's)
 
 BATCH = 32
 AT = 150  # the step of a mid-run fault
 AFTER = 60  # steps run after it
-EXPECTED = {
-    "data": ("data", "spike"),
-    "lr": ("learning_rate", "spike"),
-    "exploding": ("gradients", "exploding"),
-    "vanishing": ("gradients", "vanishing"),
-    "nan": ("gradients", "non_finite"),
-    "layer": ("gradients", "exploding"),
-}
 TABLES = ("cancer", "wine", "digits", "iris", "diabetes")
 SMALL = ("wine", "iris")  # under 200 rows: an epoch is a handful of batches
 OPTIMIZERS = ("sgd", "adam")
@@ -160,19 +152,7 @@ def scored(case: str, ds: str, opt: str, seed: int) -> tuple[str, bool, Verdict 
     verdict = run.first(at)
     if verdict is None:
         return "none", False, None
-    right = (verdict.cause, verdict.kind) == EXPECTED[case]
-    if case == "data":
-        right &= sorted(verdict.rows) == run.truth
-    elif case == "nan":
-        right &= verdict.layer == "2"
-    elif case == "vanishing":
-        right &= verdict.layer == "0"
-    elif case == "layer":
-        right &= verdict.layer == "4"
-    elif case == "exploding":
-        linear = {n for n, m in run.model.named_modules() if isinstance(m, nn.Linear)}
-        right &= verdict.layer in linear
-    return verdict.cause, right, verdict
+    return verdict.cause, is_right(case, run, verdict), verdict
 
 
 def suite(tables: tuple[str, ...], seeds: range, clean_steps: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import copy
 import functools
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -178,13 +179,8 @@ class Run:
         return next((v for v in self.monitor.verdicts if v.step >= at), None)
 
 
-def scored(case: str, ds: str, opt: str, seed: int) -> tuple[str, bool, Verdict | None]:
-    """The first verdict's cause, whether it is right (cause, kind, rows, layer), the verdict."""
-    at = 0 if case in ("exploding", "vanishing") else AT
-    run = Run(case, seed, ds, opt, at + 60).go()
-    verdict = run.first(at)
-    if verdict is None:
-        return "none", False, None
+def is_right(case: str, run: Any, verdict: Verdict) -> bool:
+    """Whether ``verdict`` names the injected ``case`` right: cause, kind, and rows or layer."""
     right = (verdict.cause, verdict.kind) == EXPECTED[case]
     if case == "data":
         right &= sorted(verdict.rows) == run.truth
@@ -197,7 +193,17 @@ def scored(case: str, ds: str, opt: str, seed: int) -> tuple[str, bool, Verdict 
     elif case == "exploding":
         linear = {n for n, m in run.model.named_modules() if isinstance(m, nn.Linear)}
         right &= verdict.layer in linear
-    return verdict.cause, right, verdict
+    return right
+
+
+def scored(case: str, ds: str, opt: str, seed: int) -> tuple[str, bool, Verdict | None]:
+    """The first verdict's cause, whether it is right (cause, kind, rows, layer), the verdict."""
+    at = 0 if case in ("exploding", "vanishing") else AT
+    run = Run(case, seed, ds, opt, at + 60).go()
+    verdict = run.first(at)
+    if verdict is None:
+        return "none", False, None
+    return verdict.cause, is_right(case, run, verdict), verdict
 
 
 def suite(seeds: range, clean_steps: int) -> tuple[collections.Counter, int, int, list[str]]:
