@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -53,3 +55,18 @@ def dirty_table() -> pa.Table:
 @pytest.fixture
 def dirty_parquet(tmp_path: Path, dirty_table: pa.Table) -> Path:
     return write_parquet(tmp_path / "dirty.parquet", dirty_table, row_group_size=300)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[Any]:
+    """One local Ray for the whole session: 2 CPUs, 200 MB object store, no dashboard."""
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        object_store_memory=200 * 1024**2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
+    yield ray
+    ray.shutdown()

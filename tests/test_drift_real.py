@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,27 +57,9 @@ def test_bootstrap_resamples_of_statsmodels_tables_raise_no_error(name: str):
     assert warnings <= 0.01 * runs, f"{warnings} warnings in {runs} column comparisons"
 
 
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[Any]:
-    """A local Ray, or the one another test module started (then it stays up)."""
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(
-            num_cpus=2,
-            object_store_memory=200 * 1024**2,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-        )
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_engine_compares_from_its_merged_profile(local_ray, tmp_path: Path):
+def test_ray_engine_compares_from_its_merged_profile(ray_session, tmp_path: Path):
     from tests.test_drift import wine_table
 
     ref, cur = wine_table(6_000, seed=31), wine_table(6_000, seed=32)

@@ -12,7 +12,6 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +35,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray\\.data\\
 SAMPLES = {"credit": "default", "sensors": "failure", "clean": "segment"}
 #: relative tolerance for means and standard deviations, merged in another order
 FLOAT_RTOL = 1e-12
-
-
-@pytest.fixture(scope="session")
-def ray_session() -> Iterator[Any]:
-    """One local Ray for the whole session: 2 CPUs, 200 MB object store, no dashboard."""
-    ray = pytest.importorskip("ray")
-    ray.init(
-        num_cpus=2,
-        object_store_memory=200 * 1024**2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-    )
-    yield ray
-    ray.shutdown()
 
 
 def report_json(report: Any) -> dict[str, Any]:
