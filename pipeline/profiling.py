@@ -282,9 +282,11 @@ class ColumnProfile:
         present = pc.drop_null(view)
         if pa.types.is_floating(present.type):
             present = present.filter(pc.is_finite(present))
-        if len(present) > _PREFIX_ROWS and _distinct(present.slice(0, _PREFIX_ROWS)) > EXACT_VALUES:
-            # Too many values in a prefix already: the whole batch has as many, so the
-            # answer is the same without hashing the rest of it.
+        long_first = not self.values and len(present) > _PREFIX_ROWS
+        if long_first and _distinct(present[:_PREFIX_ROWS]) > EXACT_VALUES:
+            # Too many values in the first batch's prefix already: the whole batch has as
+            # many, so the answer is the same without hashing the rest of it. (A column
+            # that stays exact is not asked again on every batch.)
             self.values = None
             return
         counts = pc.value_counts(present)
