@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow as pa
 
-from ._atomic import Staged
+from ._staged import Staged
 from .errors import SourceError, UsageError
 
 __all__ = [
