@@ -252,6 +252,14 @@ def _strip_scheme(path: str) -> str:
     return path.split("://", 1)[1] if is_url(path) else path
 
 
+def _mentions(text: str, tokens: tuple[str, ...]) -> bool:
+    """Whether ``text`` holds one of ``tokens``; an HTTP status only as a whole number.
+
+    A bare substring test took the port in ``127.0.0.1:54013`` for a 401.
+    """
+    return any(re.search(rf"(?<!\d){t}(?!\d)", text) if t.isdigit() else t in text for t in tokens)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -300,20 +308,21 @@ def classify(url: str, exc: BaseException, doing: str = "read") -> SourceError |
     """
     text = str(exc)
     detail = _first_line(exc)
-    if any(s in text for s in _NO_BUCKET):
+    if _mentions(text, _NO_BUCKET):
         return SourceError(f"{url}: the bucket does not exist; check the bucket name and endpoint")
-    if isinstance(exc, PermissionError) or any(s in text for s in _DENIED):
+    # A transport failure first: its text (ports, byte counts) can hold a status-like number.
+    if isinstance(exc, (ConnectionError, TimeoutError)) or _mentions(text, _UNREACHABLE):
+        return SourceError(
+            f"{url}: the store did not answer ({detail}), also on retry; check the endpoint "
+            "(AWS_ENDPOINT_URL) and the network, then run again"
+        )
+    if isinstance(exc, PermissionError) or _mentions(text, _DENIED):
         return SourceError(
             f"{url}: access denied ({detail}); check the credentials the store's client finds "
             f"(AWS_ACCESS_KEY_ID/AWS_PROFILE, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_*, "
             f"HF_TOKEN) and that they may {doing} it"
         )
-    if isinstance(exc, (ConnectionError, TimeoutError)) or any(s in text for s in _UNREACHABLE):
-        return SourceError(
-            f"{url}: the store did not answer ({detail}), also on retry; check the endpoint "
-            "(AWS_ENDPOINT_URL) and the network, then run again"
-        )
-    if isinstance(exc, FileNotFoundError) or any(s in text for s in _NOT_FOUND):
+    if isinstance(exc, FileNotFoundError) or _mentions(text, _NOT_FOUND):
         return SourceError(
             f"{url}: no such object or prefix (it may have been deleted while being read); "
             "check the URL"

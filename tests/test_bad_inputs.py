@@ -384,3 +384,21 @@ def test_a_date_column_through_every_output(tmp_path):
     assert next(iter(loader)).features.shape == (8, 1)
     with pytest.raises(UsageError, match="day"):
         make_loader(clean, label="y", features=["x", "day"])
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # a transport failure whose port looks like an HTTP status
+        ("AWS Error NETWORK_CONNECTION during GetObject operation: curlCode: 7, Failed to "
+         "connect to 127.0.0.1 port 54013", "did not answer"),
+        ("AWS Error ACCESS_DENIED during HeadObject: HTTP 403 Forbidden", "access denied"),
+        ("Path does not exist 'bucket/key' (HTTP 404)", "no such object"),
+        ("read 4013 bytes, then a checksum mismatch", None),  # not a store failure
+    ],
+)  # fmt: skip
+def test_store_errors_are_classified_by_what_they_say(text, says):
+    from pipeline._stores import classify
+
+    got = classify("s3://bucket/key", OSError(text))
+    assert (got is None) if says is None else (says in str(got))
