@@ -232,6 +232,10 @@ def _run(dataset: str, **kw: Any) -> int:
         options.pop("engine", None)
         options.pop("ray_address", None)
         return _infer(dataset, infer_to, options, quiet=quiet)
+    if "schema" not in options and options.get("engine", "local") == "local":
+        from ._pandas_probe import defer_pandas_probe
+
+        defer_pandas_probe()  # this run loads no pandas (see pipeline._pandas_probe)
     with _Progress(enabled=not no_progress and sys.stderr.isatty()) as tick:
         report = validate(dataset, progress=tick, **options)
     if profile_out:
