@@ -73,6 +73,9 @@ _CENTRAL_SKEW = 0.1
 #: share of the sample in the concentration steps' subset (the MCD's h / n)
 _SUBSET_SHARE = 0.75
 _MAX_STEPS = 30
+#: least variance of a column in the fitted scatter, as a share of its robust variance
+#: (the square of the spread that standardises it)
+_COLUMN_FLOOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -381,6 +384,15 @@ def _robust_fit(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     values, vectors = np.linalg.eigh(scatter)
     floor = np.einsum("ij,ik,kj->j", vectors, _huber_scatter(z), vectors)
     values = np.maximum(values, floor)
+    # Floor each column's variance at a share of its own robust variance (1: the columns
+    # are standardised by it), keeping the correlations: on a discrete or zero-heavy
+    # column the core sits on a few values, and its variance there (and the Huber
+    # estimate's) can be a small fraction of the column's, which lets one step off the
+    # mode outweigh a row that is high on every column at once.
+    scatter = (vectors * values) @ vectors.T
+    variances = np.diag(scatter)
+    raise_by = np.sqrt(np.maximum(_COLUMN_FLOOR, variances) / np.maximum(variances, 1e-300))
+    values, vectors = np.linalg.eigh(scatter * raise_by[:, None] * raise_by[None, :])
     return location, vectors / np.sqrt(np.maximum(values, _ridge(values)))
 
 
