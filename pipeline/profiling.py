@@ -233,26 +233,27 @@ class ColumnProfile:
 
     def _update_numeric(self, x: np.ndarray) -> BatchSummary:
         bad = 0
-        if x.dtype.kind == "f":
-            # Cheap whole-array test first; locate non-finite values only when it trips.
-            with np.errstate(invalid="ignore", over="ignore"):
-                total = np.add.reduce(x, dtype=np.float64)
-            if not np.isfinite(total):
-                nan_mask = np.isnan(x)
-                inf_mask = np.isinf(x)
-                n_nan = int(nan_mask.sum())
-                n_posinf = int((inf_mask & (x > 0)).sum())
-                n_neginf = int(inf_mask.sum()) - n_posinf
-                self.nan += n_nan
-                self.posinf += n_posinf
-                self.neginf += n_neginf
-                bad = n_nan + n_posinf + n_neginf
-                if bad:
-                    x = x[~(nan_mask | inf_mask)]
-        n = x.size
-        if n == 0:
+        if x.size == 0:
             return BatchSummary(bad, None, None)
-        lo, hi = _py(x.min()), _py(x.max())
+        lo, hi = x.min(), x.max()
+        # NaN propagates through min and max, so finite extremes mean no NaN and no inf:
+        # the non-finite values are located only when they are not.
+        if x.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi)):
+            nan_mask = np.isnan(x)
+            inf_mask = np.isinf(x)
+            n_nan = int(nan_mask.sum())
+            n_posinf = int((inf_mask & (x > 0)).sum())
+            n_neginf = int(inf_mask.sum()) - n_posinf
+            self.nan += n_nan
+            self.posinf += n_posinf
+            self.neginf += n_neginf
+            bad = n_nan + n_posinf + n_neginf
+            x = x[~(nan_mask | inf_mask)]
+            if x.size == 0:
+                return BatchSummary(bad, None, None)
+            lo, hi = x.min(), x.max()
+        n = x.size
+        lo, hi = _py(lo), _py(hi)
         with np.errstate(over="ignore", invalid="ignore"):  # huge finite values overflow to inf
             # Two-pass moments on one float64 copy, squared in place: np.mean + np.var
             # would cast and traverse the batch four times.
