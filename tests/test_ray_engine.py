@@ -127,6 +127,30 @@ def test_report_only_rereads_fewer_chunks_and_still_equals_local(ray_session, na
 
 
 @pytest.mark.ray
+def test_report_only_reads_once_and_equals_the_two_pass_run(ray_session, monkeypatch):
+    """Each pass-1 task keeps its block's values that can fail: pass 2 reads nothing.
+
+    (On credit the kept values cover the final rules; on sensors one column's fence
+    lies inside its candidate band, so pass 2 reads again, as the local engine does.)
+    """
+    import pipeline.engines._candidates as candidates
+    import pipeline.engines._ray as ray_engine
+
+    data = SAMPLE_DATA / "credit.parquet"
+    reads: list[int] = []
+    read = ray_engine._read
+    monkeypatch.setattr(ray_engine, "_read", lambda *a: reads.append(1) or read(*a))
+    once = validate(data, label="default", engine="ray")
+    assert len(reads) == 1
+    with monkeypatch.context() as m:
+        m.setattr(candidates, "CANDIDATE_LIMIT", -1)  # the driver finds them too many
+        twice = validate(data, label="default", engine="ray")
+    assert len(reads) == 3  # rows fail there, so two passes read twice
+    assert report_json(once) == report_json(twice)
+    assert_same_report(report_json(once), report_json(validate(data, label="default")))
+
+
+@pytest.mark.ray
 def test_ray_outputs_conserve_rows(ray_session, tmp_path, dirty_parquet, monkeypatch):
     """Many small read tasks: every row lands in exactly one output, ids 0..n-1."""
     import pipeline.engines._ray as engine

@@ -11,8 +11,10 @@ beyond it; the row rules then run on the kept values alone and give exactly
 what a second read would. Otherwise, or when the kept values outgrow
 :data:`CANDIDATE_LIMIT`, pass 2 re-reads as before.
 
-Used by the local engine for runs that write no output (an output needs whole
-rows) and whose schema has no row checks of its own.
+Used for runs that write no output (an output needs whole rows) and whose
+schema has no row checks of its own (:func:`kept_columns`): by the local engine
+over the whole pass, and by the Ray engine in each pass-1 task, whose kept
+values the driver gathers (:class:`CandidateParts`).
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..checks import row_ids
-from ..profiling import BatchSummary, values_view
+from ..profiling import STAT_KINDS, BatchSummary, Profile, values_view
 from ..quarantine import bad_row_mask
 from ..source import ROW_ID
-from ._run import RowRules, RowTally
+from ._run import RowRules, RowTally, Run
 
 #: kept values (over all columns) beyond which pass 1 gives up and pass 2 re-reads:
 #: 64 MiB of ids and values at most, whatever the file's size
@@ -54,11 +56,14 @@ class CandidateRows:
     ----------
     kinds : dict of str to str
         The columns to keep values of, with their :func:`~pipeline.profiling.column_kind`.
+    limit : int, optional
+        Kept values beyond which nothing is kept (:data:`CANDIDATE_LIMIT` by default).
     """
 
-    def __init__(self, kinds: dict[str, str]) -> None:
+    def __init__(self, kinds: dict[str, str], limit: int | None = None) -> None:
         self._columns = {name: _Kept(kind) for name, kind in kinds.items()}
         self._size = 0
+        self._limit = CANDIDATE_LIMIT if limit is None else limit
         #: True once the kept values passed :data:`CANDIDATE_LIMIT` (nothing is kept then)
         self.overflowed = False
 
@@ -84,7 +89,7 @@ class CandidateRows:
             kept.values.append(arr.take(pa.array(where)))
             kept.ids.append(ids[where])
             self._size += where.size
-            if self._size > CANDIDATE_LIMIT:
+            if self._size > self._limit:
                 self._give_up()
                 return
 
@@ -124,9 +129,49 @@ class CandidateRows:
         tally.quarantined = int(np.unique(np.concatenate(quarantined)).size) if quarantined else 0
         return tally
 
+    @property
+    def size(self) -> int:
+        """How many values are kept."""
+        return self._size
+
     def _give_up(self) -> None:
         self.overflowed = True
         self._columns.clear()  # free the memory at once
+
+
+@dataclass
+class CandidateParts:
+    """The kept values of consecutive parts of a dataset (the Ray engine's blocks), in row order.
+
+    Each part has its own candidate band, so the parts cover the rules only if each
+    one does; their tallies then merge like the per-block tallies of a second pass.
+    """
+
+    parts: list[CandidateRows]
+
+    def covers(self, rules: RowRules) -> bool:
+        """Whether every part kept every value of its rows that fails ``rules``."""
+        return sum(p.size for p in self.parts) <= CANDIDATE_LIMIT and all(
+            p.covers(rules) for p in self.parts
+        )
+
+    def tally(self, rules: RowRules) -> RowTally:
+        """The row failures of all parts; a row belongs to one part, so their counts add up."""
+        tally = RowTally()
+        for part in self.parts:
+            tally.merge(part.tally(rules))
+        return tally
+
+
+def kept_columns(run: Run, profile: Profile) -> dict[str, str] | None:
+    """The columns whose candidate values ``run`` keeps, with their kinds; None: it keeps none.
+
+    A run that writes outputs needs whole rows again, and a schema that checks every
+    row (a custom check) can fail any value.
+    """
+    if run.outputs or (run.plan is not None and run.plan.checks_every_row):
+        return None
+    return {name: c.kind for name, c in profile.columns.items() if c.kind in STAT_KINDS}
 
 
 def _numbers(arr: pa.Array, kind: str) -> np.ndarray:

@@ -10,11 +10,11 @@ import pyarrow as pa
 
 from .._stores import check_output_url, is_url
 from ..errors import UsageError
-from ..profiling import Profile, sample_bound
+from ..profiling import STAT_KINDS, Profile, sample_bound
 from ..quarantine import OutputSplitter, check_output_path
 from ..report.examples import ExampleCollector
 from ..source import IPC_SUFFIXES, PARQUET_SUFFIXES, Chunk
-from ._candidates import CandidateRows
+from ._candidates import CandidateRows, kept_columns
 from ._run import ChunkNotes, RowRules, RowTally, Run, batch_schema
 
 
@@ -61,12 +61,10 @@ class LocalEngine:
         chunks = src.chunks()
         notes = None
         if chunks and all(c.row_offset is not None for c in chunks):
-            noted = [n for n, c in prof.columns.items() if c.kind in _NOTED_KINDS]
+            noted = [n for n, c in prof.columns.items() if c.kind in STAT_KINDS]
             notes = ChunkNotes.for_chunks(chunks, noted)
-        candidates = None
-        if not run.outputs and (run.plan is None or not run.plan.checks_every_row):
-            kept = {n: c.kind for n, c in prof.columns.items() if c.kind in _NOTED_KINDS}
-            candidates = CandidateRows(kept)
+        kept = kept_columns(run, prof)
+        candidates = None if kept is None else CandidateRows(kept)
         position = 0
         for batch in src.iter_batches():
             summaries = prof.update(batch)
@@ -134,6 +132,3 @@ class LocalEngine:
 
 #: the file name endings a table output may have
 OUTPUT_SUFFIXES = (*PARQUET_SUFFIXES[:1], *IPC_SUFFIXES)
-
-#: kinds whose per-chunk NaN/inf/null and range pass 1 notes
-_NOTED_KINDS = ("numeric", "boolean", "temporal")

@@ -52,6 +52,7 @@ import functools
 import json
 import logging
 import os
+import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,7 @@ from ..profiling import STAT_KINDS, BatchSummary, Profile, sample_bound
 from ..quarantine import OutputSplitter
 from ..report.examples import examples_from_quarantine
 from ..source import ROW_ID, Chunk, Source
+from ._candidates import CANDIDATE_LIMIT, CandidateParts, CandidateRows, kept_columns
 from ._run import (
     ChunkNotes,
     RowRules,
@@ -99,6 +101,8 @@ class RayEngine:
 
     def __init__(self, address: str | None = None):
         self.address = address
+        #: per block, the values pass 1 kept that could fail a row rule (None: not kept)
+        self._candidates: CandidateParts | None = None
 
     # -- outputs -------------------------------------------------------------------------------
     def check_output(self, path: str | os.PathLike[str], inputs: list[str], what: str) -> Path:
@@ -150,6 +154,12 @@ class RayEngine:
             # Fewer rows hashed below the bound than the sample holds, so the partial
             # samples may lack some of its rows: profile again, keeping whole samples.
             prof, parts = self._profile(run, chunks, None)
+        kept = [part["candidates"] for part in parts]
+        self._candidates = None
+        if kept and all(kept):
+            gathered = CandidateParts([pickle.loads(k) for k in kept])
+            if not any(p.overflowed for p in gathered.parts):
+                self._candidates = gathered
         # Notes map blocks to chunks by position, which row ids are unless the data
         # brings its own; then pass 2 reads every chunk.
         if chunks is None or src.has_own_row_ids:
@@ -166,11 +176,14 @@ class RayEngine:
     ) -> tuple[Profile, list[dict[str, Any]]]:
         src, size = run.src, run.opts.sample_size
         parts: list[dict[str, Any]] = []
+        # Each block keeps candidate values up to its rows' share of the limit.
+        kept = kept_columns(run, Profile(src.schema)) if src.num_rows else None
         if chunks is None or chunks:
             with _task_errors():
                 task = functools.partial(
-                    _profile_block, schema=src.schema, sample_size=size, bound=bound
-                )
+                    _profile_block, schema=src.schema, sample_size=size, bound=bound,
+                    kept=kept, rows=src.num_rows,
+                )  # fmt: skip
                 # batch_size=None: one call per block, so fewer partial profiles to merge
                 ds = _read(src, chunks).map_batches(task, batch_format="pyarrow", batch_size=None)
                 for part in ds.iter_rows():
@@ -188,6 +201,9 @@ class RayEngine:
 
         The tally's example rows are read back from the quarantine parts.
         """
+        candidates = self._candidates
+        if chunks is not None and candidates is not None and candidates.covers(rules):
+            return candidates.tally(rules)  # pass 1 kept every value that can fail
         _connect(self.address)
         src = run.src
         if chunks is None:
@@ -382,16 +398,33 @@ def _read_chunks(src: Source, chunks: list[Chunk] | None) -> Iterator[pa.Table]:
 
 # -- pass 1 task -------------------------------------------------------------------------------
 def _profile_block(
-    block: pa.Table, *, schema: pa.Schema, sample_size: int, bound: int | None
+    block: pa.Table,
+    *,
+    schema: pa.Schema,
+    sample_size: int,
+    bound: int | None,
+    kept: dict[str, str] | None,
+    rows: int | None,
 ) -> pa.Table:
-    """The partial profile of one block, as a one-row table."""
+    """The partial profile of one block, as a one-row table.
+
+    With ``kept``, also the block's candidate values (pickled; empty when none are
+    kept), up to the block's share of :data:`CANDIDATE_LIMIT` in the ``rows`` of
+    the dataset.
+    """
     prof = Profile(schema, sample_size=sample_size)
     if bound is not None:
         # Rows hashed above the bound are ones no merge would keep.
         prof.sample.start_below(bound)
+    candidates = None
+    if kept is not None and rows:
+        candidates = CandidateRows(kept, limit=CANDIDATE_LIMIT * block.num_rows // rows)
     seen: dict[str, BatchSummary] = {}
     for batch in block.to_batches():
-        for name, s in prof.update(batch).items():
+        summaries = prof.update(batch)
+        if candidates is not None:
+            candidates.add(batch, summaries)
+        for name, s in summaries.items():
             seen[name] = _combine(seen[name], s) if name in seen else s
     first, last = _id_range(block)
     notes = {name: summary_state(s) for name, s in seen.items()}
@@ -402,6 +435,9 @@ def _profile_block(
             "rows": pa.array([block.num_rows], pa.int64()),
             "profile": pa.array([json.dumps(prof.to_dict(), default=str).encode()], pa.binary()),
             "notes": pa.array([json.dumps(notes).encode()], pa.binary()),
+            "candidates": pa.array(
+                [b"" if candidates is None else pickle.dumps(candidates)], pa.binary()
+            ),
         }
     )
 
