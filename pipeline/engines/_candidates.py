@@ -64,7 +64,7 @@ class CandidateRows:
         self._columns = {name: _Kept(kind) for name, kind in kinds.items()}
         self._size = 0
         self._limit = CANDIDATE_LIMIT if limit is None else limit
-        #: True once the kept values passed :data:`CANDIDATE_LIMIT` (nothing is kept then)
+        #: True once the kept values passed the limit (nothing is kept then)
         self.overflowed = False
 
     def add(self, batch: pa.RecordBatch, summaries: dict[str, BatchSummary]) -> None:
