@@ -19,6 +19,7 @@ values the driver gathers (:class:`CandidateParts`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,6 +134,47 @@ class CandidateRows:
     def size(self) -> int:
         """How many values are kept."""
         return self._size
+
+    def to_bytes(self) -> bytes:
+        """The kept values as Arrow IPC, for another process (empty once overflowed).
+
+        One row: per column with kept values, a list of them and a list of their row
+        ids; the kinds, bands and size ride in the schema's metadata.
+        """
+        if self.overflowed:
+            return b""
+        fields: dict[str, pa.Array] = {}
+        for i, kept in enumerate(self._columns.values()):
+            if kept.values:
+                values = pa.concat_arrays(kept.values)
+                fields[f"v{i}"] = pa.ListArray.from_arrays([0, len(values)], values)
+                ids = pa.array(np.concatenate(kept.ids), pa.int64())
+                fields[f"i{i}"] = pa.ListArray.from_arrays([0, len(ids)], ids)
+        state = {
+            "columns": [[name, kept.kind, kept.band] for name, kept in self._columns.items()],
+            "size": self._size,
+            "limit": self._limit,
+        }
+        table = pa.table(fields) if fields else pa.table({"_": pa.nulls(1)})
+        table = table.replace_schema_metadata({"candidates": json.dumps(state)})
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue().to_pybytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CandidateRows:
+        """The :class:`CandidateRows` that :meth:`to_bytes` wrote."""
+        table = pa.ipc.open_stream(data).read_all()
+        state = json.loads(table.schema.metadata[b"candidates"])
+        out = cls({}, limit=state["limit"])
+        for i, (name, kind, band) in enumerate(state["columns"]):
+            kept = out._columns[name] = _Kept(kind, None if band is None else tuple(band))
+            if f"v{i}" in table.column_names:
+                kept.values.append(table.column(f"v{i}").chunk(0).values)
+                kept.ids.append(table.column(f"i{i}").chunk(0).values.to_numpy())
+        out._size = state["size"]
+        return out
 
     def _give_up(self) -> None:
         self.overflowed = True

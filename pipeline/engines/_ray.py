@@ -52,7 +52,6 @@ import functools
 import json
 import logging
 import os
-import pickle
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,9 +156,7 @@ class RayEngine:
         kept = [part["candidates"] for part in parts]
         self._candidates = None
         if kept and all(kept):
-            gathered = CandidateParts([pickle.loads(k) for k in kept])
-            if not any(p.overflowed for p in gathered.parts):
-                self._candidates = gathered
+            self._candidates = CandidateParts([CandidateRows.from_bytes(k) for k in kept])
         # Notes map blocks to chunks by position, which row ids are unless the data
         # brings its own; then pass 2 reads every chunk.
         if chunks is None or src.has_own_row_ids:
@@ -408,9 +405,9 @@ def _profile_block(
 ) -> pa.Table:
     """The partial profile of one block, as a one-row table.
 
-    With ``kept``, also the block's candidate values (pickled; empty when none are
-    kept), up to the block's share of :data:`CANDIDATE_LIMIT` in the ``rows`` of
-    the dataset.
+    With ``kept``, also the block's candidate values (Arrow IPC; empty when none
+    are kept or they outgrew the block's share of :data:`CANDIDATE_LIMIT` in the
+    ``rows`` of the dataset).
     """
     prof = Profile(schema, sample_size=sample_size)
     if bound is not None:
@@ -436,7 +433,7 @@ def _profile_block(
             "profile": pa.array([json.dumps(prof.to_dict(), default=str).encode()], pa.binary()),
             "notes": pa.array([json.dumps(notes).encode()], pa.binary()),
             "candidates": pa.array(
-                [b"" if candidates is None else pickle.dumps(candidates)], pa.binary()
+                [b"" if candidates is None else candidates.to_bytes()], pa.binary()
             ),
         }
     )
