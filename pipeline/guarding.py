@@ -64,9 +64,9 @@ _FEATURE_KEYS = ("features", "x", "inputs", "input")
 _LABEL_KEYS = ("label", "labels", "y", "target", "targets")
 _ROW_ID_KEYS = ("row_id", "_row_id", "row_ids", "index")
 _FLOAT_MAX = float(np.finfo(np.float64).max)
-#: label dtypes numpy can view without a copy (not bfloat16, float8, ...)
 #: label batches up to this length are compared as Python lists (see _single_class)
 _LIST_LABELS = 2048
+#: label dtypes numpy can view without a copy (not bfloat16, float8, ...)
 _NUMPY_LABELS = frozenset(
     {torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool}
     | {torch.float64, torch.float32, torch.float16}
@@ -321,7 +321,7 @@ class BatchChecker:
         return seen if seen is not None else np.zeros_like(now)
 
     def _single_class(self, y: torch.Tensor) -> Any:
-        if len(self._labels_seen) >= 2 and y.is_cpu and y.dtype in _NUMPY_LABELS:
+        if len(self._labels_seen) >= 2 and y.is_cpu:
             # Two labels seen already: a batch with two different labels needs no more work.
             # Inside a training loop, where caches are cold at every step, a batch's labels
             # as a Python list answer that in about 15 us, a numpy comparison in about 70 and
@@ -330,7 +330,7 @@ class BatchChecker:
                 listed = y.reshape(-1).tolist()
                 if listed and listed.count(listed[0]) != len(listed):
                     return None
-            else:
+            elif y.dtype in _NUMPY_LABELS:
                 labels = y.detach().numpy().reshape(-1)
                 if bool((labels != labels[0]).any()):
                     return None

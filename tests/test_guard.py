@@ -216,14 +216,15 @@ def test_two_guards_in_one_directory_keep_every_part(tmp_path):
     assert pq.read_table(tmp_path / "q").num_rows == 6
 
 
+@pytest.mark.parametrize("rows", [16, 4096])  # labels compared as a list, and through numpy
 @pytest.mark.parametrize("dtype", [torch.int64, torch.float32, torch.bfloat16, torch.bool])
-def test_single_class_batches_are_found_for_any_label_dtype(dtype):
+def test_single_class_batches_are_found_for_any_label_dtype(dtype, rows):
     from pipeline.guarding import BatchChecker
 
     checker = BatchChecker(on_bad="warn", checks=["batch_single_class"])
-    x = torch.randn(16, 3)
-    mixed = torch.tensor([0, 1] * 8).to(dtype)
-    one = torch.ones(16).to(dtype)
+    x = torch.randn(rows, 3)
+    mixed = torch.tensor([0, 1] * (rows // 2)).to(dtype)
+    one = torch.ones(rows).to(dtype)
     checker((x, mixed), 0)  # two labels seen: the quick path from here on
     checker((x, mixed), 1)
     checker((x, one), 2)
