@@ -595,6 +595,14 @@ class Profile:
         self.sample.merge(other.sample)
         return self
 
+    def sample_fell_short(self) -> bool:
+        """Whether the row sample holds fewer rows than it should.
+
+        Only a pass that kept rows hashed below :func:`sample_bound` can fall short
+        (an 8-sigma event); it must then run again without the bound.
+        """
+        return self.sample.table().num_rows < min(self.sample_size, self.rows)
+
     # -- derived statistics --------------------------------------------------------------------
     def stats(self, name: str) -> ColumnStats:
         """The report's statistics of column ``name`` (computed once, then cached)."""

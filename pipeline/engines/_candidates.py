@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..checks import row_ids
-from ..profiling import STAT_KINDS, BatchSummary, Profile, values_view
+from ..profiling import STAT_KINDS, BatchSummary, column_kind, values_view
 from ..quarantine import bad_row_mask
 from ..source import ROW_ID
 from ._run import RowRules, RowTally, Run
@@ -155,8 +155,7 @@ class CandidateRows:
             "size": self._size,
             "limit": self._limit,
         }
-        table = pa.table(fields) if fields else pa.table({"_": pa.nulls(1)})
-        table = table.replace_schema_metadata({"candidates": json.dumps(state)})
+        table = pa.table(fields).replace_schema_metadata({"candidates": json.dumps(state)})
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
@@ -205,7 +204,7 @@ class CandidateParts:
         return tally
 
 
-def kept_columns(run: Run, profile: Profile) -> dict[str, str] | None:
+def kept_columns(run: Run) -> dict[str, str] | None:
     """The columns whose candidate values ``run`` keeps, with their kinds; None: it keeps none.
 
     A run that writes outputs needs whole rows again, and a schema that checks every
@@ -213,7 +212,8 @@ def kept_columns(run: Run, profile: Profile) -> dict[str, str] | None:
     """
     if run.outputs or (run.plan is not None and run.plan.checks_every_row):
         return None
-    return {name: c.kind for name, c in profile.columns.items() if c.kind in STAT_KINDS}
+    kinds = {f.name: column_kind(f.type) for f in run.src.schema if f.name != ROW_ID}
+    return {name: kind for name, kind in kinds.items() if kind in STAT_KINDS}
 
 
 def _numbers(arr: pa.Array, kind: str) -> np.ndarray:

@@ -63,7 +63,7 @@ class LocalEngine:
         if chunks and all(c.row_offset is not None for c in chunks):
             noted = [n for n, c in prof.columns.items() if c.kind in STAT_KINDS]
             notes = ChunkNotes.for_chunks(chunks, noted)
-        kept = kept_columns(run, prof)
+        kept = kept_columns(run)
         candidates = None if kept is None else CandidateRows(kept)
         position = 0
         for batch in src.iter_batches():
@@ -74,7 +74,7 @@ class LocalEngine:
                 candidates.add(batch, summaries)
             position += batch.num_rows
             run.tick(batch.num_rows)
-        if bound is not None and prof.sample.table().num_rows < min(size, prof.rows):
+        if bound is not None and prof.sample_fell_short():
             return self.profile_pass(run, bounded=False)
         self._notes, self._candidates = notes, candidates
         return prof, notes

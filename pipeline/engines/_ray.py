@@ -149,7 +149,7 @@ class RayEngine:
         chunks = _readable_chunks(src)
         bound = sample_bound(src.num_rows, size)
         prof, parts = self._profile(run, chunks, bound)
-        if bound is not None and prof.sample.table().num_rows < min(size, prof.rows):
+        if bound is not None and prof.sample_fell_short():
             # Fewer rows hashed below the bound than the sample holds, so the partial
             # samples may lack some of its rows: profile again, keeping whole samples.
             prof, parts = self._profile(run, chunks, None)
@@ -174,7 +174,7 @@ class RayEngine:
         src, size = run.src, run.opts.sample_size
         parts: list[dict[str, Any]] = []
         # Each block keeps candidate values up to its rows' share of the limit.
-        kept = kept_columns(run, Profile(src.schema)) if src.num_rows else None
+        kept = kept_columns(run) if src.num_rows else None
         if chunks is None or chunks:
             with _task_errors():
                 task = functools.partial(
