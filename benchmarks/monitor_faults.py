@@ -47,11 +47,15 @@ from torch import nn
 sys.path.insert(0, str(h.ROOT))
 
 from pipeline.monitor import StabilityMonitor, Verdict  # noqa: E402
-from tests.test_monitor import EXPECTED, is_right, model_for  # noqa: E402  (the fast suite's)
+from tests.test_monitor import (  # noqa: E402  (the fast suite's)
+    EXPECTED,
+    batches,
+    inject_fault,
+    model_for,
+    optimizer_for,
+    scored,
+)
 
-BATCH = 32
-AT = 150  # the step of a mid-run fault
-AFTER = 60  # steps run after it
 TABLES = ("cancer", "wine", "digits", "iris", "diabetes")
 SMALL = ("wine", "iris")  # under 200 rows: an epoch is a handful of batches
 OPTIMIZERS = ("sgd", "adam")
@@ -86,20 +90,9 @@ class Run:
         self.x, self.y, self.c = table(ds)
         self.case, self.seed, self.ds, self.opt = case, seed, ds, opt
         self.model = model_for(case, self.x.shape[1], max(self.c, 1))
-        if opt == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                self.model.parameters(), lr=0.05, momentum=0.9
-            )
-        else:
-            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.optimizer = optimizer_for(opt, self.model)
         self.monitor = StabilityMonitor(self.model, self.optimizer)
-        g = torch.Generator().manual_seed(seed)
-        n = len(self.x)
-        self.order: list[torch.Tensor] = []
-        while len(self.order) < steps:
-            perm = torch.randperm(n, generator=g)
-            self.order += [perm[b : b + BATCH] for b in range(0, n - BATCH + 1, BATCH)]
-        self.order = self.order[:steps]
+        self.order = batches(len(self.x), seed, steps)
         self.truth: list[int] = []
 
     def lr_factor(self) -> float:
@@ -110,19 +103,7 @@ class Run:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = self.order[step]
         xb, yb = self.x[idx].clone(), self.y[idx].clone()
-        if self.case == "data" and step == AT:
-            k = 1 + self.seed % 4
-            xb[:k] *= 100  # a unit mix-up
-            yb[:k] = yb[:k] + 10 if self.c == 0 else (yb[:k] + 1) % self.c
-            self.truth = sorted(idx[:k].tolist())
-        if self.case == "lr" and step == AT:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= self.lr_factor()
-        if self.case == "nan":
-            self.model[2].shift = -3.0 if step == AT else 1.0
-        if self.case == "layer" and step == AT:
-            with torch.no_grad():
-                self.model[2].bias += 30
+        inject_fault(self, step, xb, yb, idx, self.lr_factor())
         return xb, yb, idx
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -145,16 +126,6 @@ class Run:
         return next((v for v in self.monitor.verdicts if v.step >= at), None)
 
 
-def scored(case: str, ds: str, opt: str, seed: int) -> tuple[str, bool, Verdict | None]:
-    """The first verdict's cause, whether it is right (cause, kind, rows, layer), the verdict."""
-    at = 0 if case in ("exploding", "vanishing") else AT
-    run = Run(case, seed, ds, opt, at + AFTER).go()
-    verdict = run.first(at)
-    if verdict is None:
-        return "none", False, None
-    return verdict.cause, is_right(case, run, verdict), verdict
-
-
 def suite(tables: tuple[str, ...], seeds: range, clean_steps: int) -> dict[str, Any]:
     confusion: collections.Counter = collections.Counter()
     per_table: collections.Counter = collections.Counter()
@@ -168,7 +139,7 @@ def suite(tables: tuple[str, ...], seeds: range, clean_steps: int) -> dict[str, 
                 clean += len(run.monitor.verdicts)
                 misses += [f"clean {ds} {opt} {seed}: {v}" for v in run.monitor.verdicts]
                 for case in EXPECTED:
-                    cause, ok, verdict = scored(case, ds, opt, seed)
+                    cause, ok, verdict = scored(case, ds, opt, seed, runner=Run)
                     confusion[case, cause] += 1
                     per_table[ds, "events"] += 1
                     per_table[ds, "right"] += ok

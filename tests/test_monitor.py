@@ -140,20 +140,8 @@ class Run:
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = self.order[step]
         xb, yb = self.x[idx].clone(), self.y[idx].clone()
-        if self.case == "data" and step == AT:
-            k = 1 + self.seed % 4
-            xb[:k] *= 100  # a unit mix-up
-            yb[:k] = (yb[:k] + 1) % self.c
-            self.truth = sorted(idx[:k].tolist())
-        if self.case == "lr" and step == AT:
-            mult = (30.0 if self.opt == "sgd" else 100.0) * (3 if self.ds == "wine" else 1)
-            for group in self.optimizer.param_groups:
-                group["lr"] *= mult
-        if self.case == "nan":
-            self.model[2].shift = -3.0 if step == AT else 1.0
-        if self.case == "layer" and step == AT:
-            with torch.no_grad():
-                self.model[2].bias += 30
+        lr_factor = (30.0 if self.opt == "sgd" else 100.0) * (3 if self.ds == "wine" else 1)
+        inject_fault(self, step, xb, yb, idx, lr_factor)
         return xb, yb, idx
 
     def step(self, step: int, *, nan_loss: bool = False) -> Verdict | None:
@@ -179,6 +167,30 @@ class Run:
         return next((v for v in self.monitor.verdicts if v.step >= at), None)
 
 
+def inject_fault(
+    run: Any, step: int, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor, lr_factor: float
+) -> None:
+    """Write ``run.case``'s fault into step ``step``: into the batch (in place) or the run.
+
+    ``run`` has ``case``, ``seed``, ``c`` (classes; 0 for a regression), ``model``,
+    ``optimizer`` and ``truth`` (set to the rows a data fault changes). The fuller
+    benchmark (``benchmarks/monitor_faults.py``) injects the same faults.
+    """
+    if run.case == "data" and step == AT:
+        k = 1 + run.seed % 4
+        xb[:k] *= 100  # a unit mix-up
+        yb[:k] = yb[:k] + 10 if run.c == 0 else (yb[:k] + 1) % run.c
+        run.truth = sorted(idx[:k].tolist())
+    if run.case == "lr" and step == AT:
+        for group in run.optimizer.param_groups:
+            group["lr"] *= lr_factor
+    if run.case == "nan":
+        run.model[2].shift = -3.0 if step == AT else 1.0
+    if run.case == "layer" and step == AT:
+        with torch.no_grad():
+            run.model[2].bias += 30
+
+
 def is_right(case: str, run: Any, verdict: Verdict) -> bool:
     """Whether ``verdict`` names the injected ``case`` right: cause, kind, and rows or layer."""
     right = (verdict.cause, verdict.kind) == EXPECTED[case]
@@ -196,10 +208,15 @@ def is_right(case: str, run: Any, verdict: Verdict) -> bool:
     return right
 
 
-def scored(case: str, ds: str, opt: str, seed: int) -> tuple[str, bool, Verdict | None]:
-    """The first verdict's cause, whether it is right (cause, kind, rows, layer), the verdict."""
+def scored(
+    case: str, ds: str, opt: str, seed: int, runner: Any = None
+) -> tuple[str, bool, Verdict | None]:
+    """The first verdict's cause, whether it is right (cause, kind, rows, layer), the verdict.
+
+    ``runner`` is the run's class (:class:`Run` by default; the benchmark passes its own).
+    """
     at = 0 if case in ("exploding", "vanishing") else AT
-    run = Run(case, seed, ds, opt, at + 60).go()
+    run = (runner or Run)(case, seed, ds, opt, at + 60).go()
     verdict = run.first(at)
     if verdict is None:
         return "none", False, None
