@@ -4,10 +4,9 @@ Writes one parquet file of random float32 columns (with a few NaN and an
 outlier), uploads it to a moto S3 server started as its own process on a
 loopback port, and runs ``validate`` as a child process on the local file and on
 the ``s3://`` URL (``AWS_ENDPOINT_URL`` pointing at the server). Each child's peak
-resident memory comes from the kernel (``wait4``'s ``ru_maxrss``). Linux carries
-the forking process's high-water mark into that figure, so this process stays
-small: the server (which holds the object) is another process, and the file is
-written a row group at a time. The target: the store run within 1.2x the local one.
+resident memory is its own ``VmHWM``, read as it exits (:func:`_harness.run_python`;
+``wait4``'s ``ru_maxrss`` would carry this process's high-water mark into it). The
+target: the store run within 1.2x the local one.
 
 Run: ``.venv/bin/python benchmarks/bench_store_memory.py [--rows N] [--cols K]``
 (needs the s3 and test-s3 extras).
@@ -24,11 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import _harness as h
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_file(path: Path, rows: int, cols: int, row_group: int) -> None:
@@ -44,20 +42,14 @@ def write_file(path: Path, rows: int, cols: int, row_group: int) -> None:
             writer.write_table(pa.Table.from_arrays(list(block.T), schema=schema))
 
 
-def peak_rss(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Run ``validate`` in a child; its peak RSS in MB, wall seconds and exit code."""
-    started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", *args, "--no-progress", "--format", "json",
-         "-o", os.devnull],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    err = child.stderr.read().decode() if child.stderr else ""
-    if child.returncode > 1:
-        raise SystemExit(f"validate {' '.join(args)} failed: {err.strip()}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - started, child.returncode
+def peak_rss(args: list[str]) -> tuple[float, float, int]:
+    """Run ``validate`` in a child; its own peak RSS in MB, wall seconds and exit code."""
+    child = h.run_python(
+        ["-m", "pipeline", *args, "--no-progress", "--format", "json", "-o", os.devnull],
+        ok=(0, 1),  # 1: the data failed the gate, as it should (NaN, an outlier)
+    )
+    assert child.peak_rss_mb is not None
+    return child.peak_rss_mb, child.wall_s, child.returncode
 
 
 def _free_port() -> int:
@@ -105,15 +97,17 @@ def main() -> None:
         with path.open("rb") as src, s3.open_output_stream("bench/big.parquet") as dst:
             while block := src.read(16 << 20):
                 dst.write(block)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(
+        # The children inherit this process's environment: the server's endpoint and keys.
+        for name in [k for k in os.environ if k.startswith("AWS_")]:
+            del os.environ[name]
+        os.environ.update(
             AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID=key,
             AWS_SECRET_ACCESS_KEY=secret, AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true",
         )  # fmt: skip
         runs: dict[str, list[tuple[float, float, int]]] = {"local": [], "s3": []}
         for _ in range(opts.repeat):  # interleaved, so drift in the machine hits both
-            runs["local"].append(peak_rss([str(path)], env))
-            runs["s3"].append(peak_rss(["s3://bench/big.parquet"], env))
+            runs["local"].append(peak_rss([str(path)]))
+            runs["s3"].append(peak_rss(["s3://bench/big.parquet"]))
     server.terminate()
     server.wait()
     print(f"{opts.rows:,} rows x {opts.cols} float32, {size / 1e6:.0f} MB parquet")
