@@ -116,11 +116,8 @@ def test_one_read_equals_two_at_any_batching(table, batch_size, row_group_size):
     assert once.rows_quarantined == twice.rows_quarantined
 
 
-@pytest.mark.slow  # 30 examples, each validated twice
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(table=dirty_tables(), batch_size=st.integers(1, 64))
-def test_kept_values_sent_as_arrow_give_the_same_report(table, batch_size):
-    # The Ray engine's pass-1 tasks send their kept values to the driver as Arrow IPC.
+def _travelling(m: pytest.MonkeyPatch) -> None:
+    """Send pass 1's kept values through Arrow IPC, as the Ray engine's tasks do."""
     original = local.LocalEngine.profile_pass
 
     def travelling(self, run, **kw):
@@ -129,11 +126,29 @@ def test_kept_values_sent_as_arrow_give_the_same_report(table, batch_size):
             self._candidates = candidates.CandidateRows.from_bytes(self._candidates.to_bytes())
         return out
 
+    m.setattr(local.LocalEngine, "profile_pass", travelling)
+
+
+def test_kept_values_sent_as_arrow_still_spare_the_second_read(monkeypatch):
+    data = SAMPLE_DATA / "credit.parquet"
+    twice = _two_pass(data, monkeypatch, label="default")
+    _travelling(monkeypatch)
+    reads = _reads(monkeypatch)
+    once = validate(data, label="default")
+    assert len(reads) == 1
+    assert _findings(once) == _findings(twice)
+    assert once.rows_quarantined == twice.rows_quarantined
+
+
+@pytest.mark.slow  # 30 examples, each validated twice
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table=dirty_tables(), batch_size=st.integers(1, 64))
+def test_kept_values_sent_as_arrow_give_the_same_report(table, batch_size):
     with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as m:
         path = Path(tmp) / "data.parquet"
         pq.write_table(table, path, row_group_size=32)
         twice = _two_pass(path, m, batch_size=batch_size)
-        m.setattr(local.LocalEngine, "profile_pass", travelling)
+        _travelling(m)
         once = validate(path, batch_size=batch_size)
     assert _findings(once) == _findings(twice)
     assert once.rows_quarantined == twice.rows_quarantined
