@@ -32,8 +32,9 @@ from torch import nn
 sys.path.insert(0, str(h.ROOT))
 
 from pipeline.monitor import StabilityMonitor  # noqa: E402
+from tests.test_monitor import batches  # noqa: E402  (the fast suite's shuffled batches of 32)
 
-BATCH, STEPS, MIXUP, NAN = 32, 450, 150, 300
+STEPS, MIXUP, NAN = 450, 150, 300
 
 
 def data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,13 +53,8 @@ def run(monitored: bool) -> tuple[np.ndarray, list]:
                           nn.Linear(32, 2))  # fmt: skip
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     monitor = StabilityMonitor(model, opt) if monitored else None
-    g = torch.Generator().manual_seed(0)
-    order: list[torch.Tensor] = []
-    while len(order) < STEPS:
-        perm = torch.randperm(len(x), generator=g)
-        order += [perm[b : b + BATCH] for b in range(0, len(x) - BATCH + 1, BATCH)]
     losses = []
-    for step, idx in enumerate(order[:STEPS]):
+    for step, idx in enumerate(batches(len(x), 0, STEPS)):
         xb, yb = x[idx].clone(), y[idx].clone()
         if step == MIXUP:
             xb[:2] *= 100
