@@ -26,7 +26,7 @@ no timings in the table.
 
 Usage::
 
-    python benchmarks/detection.py                     # whole corpus, ~30 s
+    python benchmarks/detection.py                     # whole corpus, ~45 s
     python benchmarks/detection.py --before            # and the first release, side by side
     python benchmarks/detection.py --method iqr        # another outlier method
     python benchmarks/detection.py --off sentinel,joint_outlier   # checks switched off
@@ -35,8 +35,8 @@ Usage::
     python benchmarks/detection.py --out detection.md   # also write the markdown there
 
 Needs the ``bench-detection`` extra (``pip install -e .[bench-detection]``); the
-Ionosphere, Glass and BreastCancer tables also need Debian's ``r-cran-mlbench`` (see
-:mod:`detection_corpus`) and are skipped with a note without it.
+mlbench tables (Ionosphere, Glass, Shuttle, Satellite, BreastCancer) also need Debian's
+``r-cran-mlbench`` (see :mod:`detection_corpus`) and are skipped with a note without it.
 """
 
 from __future__ import annotations
