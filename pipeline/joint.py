@@ -19,8 +19,10 @@ rows far from the bulk in any direction score high, including those whose
 every value is ordinary on its own (a tall person of low weight). The score is
 that distance on a log scale, in robust standard deviations (1.4826 MAD)
 beyond the fitting rows' median: above :data:`JOINT_THRESHOLD` a row is a
-joint outlier. Measured on 23 healthy public tables and 9 with known outliers
-(``benchmarks/detection.py``).
+joint outlier. Measured on 23 healthy public tables and 12 with known outliers
+(``benchmarks/detection.py``); one ellipse is the wrong model where the bulk is
+several clusters (a table of several classes), and there an isolation forest
+ranks a small, tight group of rows better.
 
 The model is fixed once the profile is merged and each row's score depends
 only on that row, so scores are the same at every batch size and on both
