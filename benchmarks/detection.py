@@ -29,6 +29,7 @@ Usage::
     python benchmarks/detection.py                     # whole corpus, ~45 s
     python benchmarks/detection.py --before            # and the first release, side by side
     python benchmarks/detection.py --method iqr        # another outlier method
+    python benchmarks/detection.py --joint-score combined   # the other joint score
     python benchmarks/detection.py --off sentinel,joint_outlier   # checks switched off
     python benchmarks/detection.py --quick             # smoke run: 3 small tables
     python benchmarks/detection.py --tables hbk,wood   # some tables
@@ -61,7 +62,7 @@ from detection_corpus import CorpusTable, corpus
 
 import pipeline
 from pipeline import UsageError
-from pipeline.options import OUTLIER_METHODS
+from pipeline.options import JOINT_SCORES, OUTLIER_METHODS
 
 #: reasons that quarantine a row for statistical reasons (the rest are NaN, null, schema, ...)
 STATISTICAL = ("outlier", "sentinel")
@@ -84,10 +85,13 @@ class Config:
         ``outlier_method``; the product's default when ``None``.
     off : tuple of str
         Checks switched off (``severities={check: "off"}``).
+    joint_score : str, optional
+        ``joint_score``; the product's default when ``None``.
     """
 
     method: str | None = None
     off: tuple[str, ...] = ()
+    joint_score: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments ``validate`` gets for this configuration."""
@@ -96,11 +100,14 @@ class Config:
             got["outlier_method"] = self.method
         if self.off:
             got["severities"] = dict.fromkeys(self.off, "off")
+        if self.joint_score is not None:
+            got["joint_score"] = self.joint_score
         return got
 
     def describe(self) -> str:
         """A short name: ``defaults``, or the options set."""
         parts = [f"outlier_method={self.method}"] if self.method else []
+        parts += [f"joint_score={self.joint_score}"] if self.joint_score else []
         parts += [f"{check} off" for check in self.off]
         return ", ".join(parts) or "defaults"
 
@@ -523,12 +530,15 @@ def versions() -> str:
 
 # -- command line -----------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """``--quick``, ``--tables``, ``--method``, ``--off``, ``--before`` and ``--out``."""
+    """The command line: tables, options of the run and where the markdown goes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {', '.join(QUICK)}")
     parser.add_argument("--tables", help="comma-separated table names (default: all)")
     parser.add_argument(
         "--method", choices=OUTLIER_METHODS, help="outlier_method (default: the product's)"
+    )
+    parser.add_argument(
+        "--joint-score", choices=JOINT_SCORES, help="joint_score (default: the product's)"
     )
     parser.add_argument("--off", default="", help="comma-separated checks switched off")
     parser.add_argument(
@@ -546,7 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     select = list(QUICK) if args.quick else None
     if args.tables:
         select = [name.strip() for name in args.tables.split(",") if name.strip()]
-    config = Config(args.method, tuple(c.strip() for c in args.off.split(",") if c.strip()))
+    off = tuple(c.strip() for c in args.off.split(",") if c.strip())
+    config = Config(args.method, off, args.joint_score)
     skipped: list[tuple[str, str]] = []
     try:
         tables = corpus(select, on_missing=lambda name, why: skipped.append((name, why)))

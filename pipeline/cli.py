@@ -24,6 +24,7 @@ from .options import (
     DATASET_SETTINGS,
     DEFAULT_BATCH_SIZE,
     ENGINES,
+    JOINT_SCORES,
     OUTLIER_METHODS,
     QUARANTINE_OUTLIERS,
     ValidationOptions,
@@ -138,6 +139,14 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
     show_default=True,
     help="gross: quarantine values beyond the fences and report joint outliers; "
     "joint: quarantine joint outliers too.",
+)
+@click.option(
+    "--joint-score",
+    type=click.Choice(JOINT_SCORES),
+    default=_DEFAULTS.joint_score,
+    show_default=True,
+    help="distance: a robust Mahalanobis distance (rows that break a correlation); "
+    "combined: that and a per-column term, for tables whose rows are several classes.",
 )
 @_fraction_option(
     "--min-class-share",

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_SAMPLE_SIZE",
     "DEFAULT_THRESHOLDS",
     "ENGINES",
+    "JOINT_SCORES",
     "OUTLIER_METHODS",
     "QUARANTINE_OUTLIERS",
     "ValidationOptions",
@@ -25,6 +26,8 @@ OUTLIER_METHODS = ("auto", "iqr", "mad", "none")
 DEFAULT_THRESHOLDS = {"auto": 3.0, "iqr": 5.0, "mad": 5.0, "none": 5.0}
 #: which outliers go to quarantine: gross univariate ones only, or joint outliers too
 QUARANTINE_OUTLIERS = ("gross", "joint")
+#: the joint row scores ``joint_score`` (``--joint-score``) accepts
+JOINT_SCORES = ("distance", "combined")
 #: engine names ``validate(engine=...)`` and ``--engine`` accept
 ENGINES = ("local", "ray")
 #: rows per record batch unless told otherwise (bounds memory)
@@ -42,6 +45,7 @@ DATASET_SETTINGS = {
     "outlier_method": "method",
     "outlier_threshold": "positive_or_null",
     "quarantine_outliers": "quarantine_outliers",
+    "joint_score": "joint_score",
     "strict": "bool",
     "severities": "severities",
 }
@@ -79,6 +83,14 @@ class ValidationOptions:
         ``gross``: rows with a value beyond the fences go to quarantine, joint
         outliers (``joint_outlier``) are reported and kept. ``joint``: joint
         outliers go to quarantine too.
+    joint_score : {"distance", "combined"}, default "distance"
+        The joint row score. ``distance``: a robust Mahalanobis distance, which
+        sees rows that break a correlation best. ``combined``: that distance and
+        a per-column term (``sum(log(1 + z**2))`` over the standardised values),
+        summed, for tables whose bulk is several clusters (the rows of several
+        classes), where one ellipse is wide and a small, tight group of rows sits
+        inside it; it gives rows that only break a correlation a sixth to two
+        fifths less (:func:`pipeline.joint.fit_joint`).
     min_class_share : float, default 0.05
         ``class_imbalance`` when the rarest class holds less than this share.
     max_bad_rows : float, optional
@@ -105,6 +117,7 @@ class ValidationOptions:
     outlier_method: str = "auto"
     outlier_threshold: float | None = None
     quarantine_outliers: str = "gross"
+    joint_score: str = "distance"
     min_class_share: float = 0.05
     max_bad_rows: float | None = None
     strict: bool = False
@@ -116,6 +129,7 @@ class ValidationOptions:
         for name, choices in (
             ("outlier_method", OUTLIER_METHODS),
             ("quarantine_outliers", QUARANTINE_OUTLIERS),
+            ("joint_score", JOINT_SCORES),
         ):
             if getattr(self, name) not in choices:
                 raise UsageError(

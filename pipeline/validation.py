@@ -251,7 +251,7 @@ def _check_columns(run: Run, prof: Profile) -> tuple[list[Finding], RowRules]:
             and n not in degenerate
             and (c.values is None or len(c.values) > MAX_CODE_VALUES)
         ]
-        joint = fit_joint(prof, numeric, fences)
+        joint = fit_joint(prof, numeric, fences, score=opts.joint_score)
     return column_level, RowRules(rules, opts, fences, sentinels, joint, kinds)
 
 

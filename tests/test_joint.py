@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from pipeline import validate
 from pipeline.fences import outlier_fences
-from pipeline.joint import JOINT_THRESHOLD, fit_joint
-from pipeline.options import ValidationOptions
+from pipeline.joint import JOINT_THRESHOLD, fit_joint, marginal_term
+from pipeline.options import JOINT_SCORES, ValidationOptions
 from pipeline.profiling import profile
 from pipeline.quarantine import REASONS, SCORES_SCHEMA
 from tests.conftest import write_parquet
@@ -138,11 +138,13 @@ def test_the_responsible_column_is_the_one_that_breaks_the_pattern(tmp_path):
     assert pc.max(scores.column("score")).as_py() == row["score"]
 
 
+@pytest.mark.parametrize("joint_score", JOINT_SCORES)
 @pytest.mark.parametrize("batch_size", [7, 100, 1_000_000])
-def test_scores_do_not_depend_on_the_batch_size(tmp_path, data, batch_size):
+def test_scores_do_not_depend_on_the_batch_size(tmp_path, data, batch_size, joint_score):
     # None of these batch sizes leaves a one-row batch in a 500-row chunk (see below).
-    reference = validate(data, scores=tmp_path / "ref.parquet", batch_size=500)
-    report = validate(data, scores=tmp_path / "s.parquet", batch_size=batch_size)
+    kw = {"joint_score": joint_score}
+    reference = validate(data, scores=tmp_path / "ref.parquet", batch_size=500, **kw)
+    report = validate(data, scores=tmp_path / "s.parquet", batch_size=batch_size, **kw)
     got, expected = pq.read_table(tmp_path / "s.parquet"), pq.read_table(tmp_path / "ref.parquet")
     assert got.column("_row_id").to_pylist() == expected.column("_row_id").to_pylist()
     # exact: each row's score is a function of that row and a model fixed before pass 2
@@ -206,16 +208,20 @@ def _random_table(seed: int, n: int, kinds: list[str]) -> pa.Table:
     ),
     batch_size=st.integers(1, 64),
     sample_size=st.sampled_from([100_000, 40]),
+    joint_score=st.sampled_from(JOINT_SCORES),
 )
 def test_sentinels_fences_and_scores_do_not_depend_on_batch_size(
-    seed, n, kinds, batch_size, sample_size
+    seed, n, kinds, batch_size, sample_size, joint_score
 ):
     with tempfile.TemporaryDirectory() as folder:
         data = write_parquet(Path(folder) / "t.parquet", _random_table(seed, n, kinds), 37)
         runs = []
         for size in (batch_size, 1_000_000):
             scores = Path(folder) / f"s{size}.parquet"
-            report = validate(data, scores=scores, batch_size=size, sample_size=sample_size)
+            report = validate(
+                data, scores=scores, batch_size=size, sample_size=sample_size,
+                joint_score=joint_score,
+            )  # fmt: skip
             runs.append((report, pq.read_table(scores)))
         (batched, batched_scores), (whole, whole_scores) = runs
         assert batched.sentinels == whole.sentinels
@@ -356,3 +362,56 @@ def test_the_four_giants_of_a_two_column_star_cluster_are_reported(tmp_path):
     assert report.rows_quarantined == 0 and report.rows_reported == 4
     reported = pc.filter(scores.column("_row_id"), pc.greater(scores.column("score"), 5.0))
     assert sorted(reported.to_pylist()) == [10, 19, 29, 33]
+
+
+# -- the combined score ----------------------------------------------------------------------------
+def _clusters_and_a_group(seed: int = 0, shift: float = 2.0) -> tuple[pa.Table, np.ndarray]:
+    """Five clusters of 600 rows in 20 columns, and 30 rows a little out on every column.
+
+    The clusters' centres differ in the first two columns only (the rows of five
+    classes); the group sits ``shift`` robust SDs above the median on every column.
+    """
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((5, 20))
+    centres[:, :2] = rng.normal(0, 6.0, (5, 2))
+    bulk = np.vstack([c + rng.normal(0, 1, (600, 20)) for c in centres])
+    group = np.median(bulk, axis=0) + shift + rng.normal(0, 0.3, (30, 20))
+    x = np.vstack([bulk, group])
+    known = np.r_[np.zeros(len(bulk), dtype=bool), np.ones(len(group), dtype=bool)]
+    return pa.table({f"c{i}": x[:, i] for i in range(20)}), known
+
+
+def test_the_combined_score_reports_a_small_group_inside_a_several_cluster_bulk(tmp_path):
+    # One robust ellipse around five clusters is wide: the distance ranks the group first
+    # but no higher than 5. The per-column term sees it out on all 20 columns at once.
+    table, known = _clusters_and_a_group()
+    data = write_parquet(tmp_path / "clusters.parquet", table)
+    reported = {}
+    for joint_score in JOINT_SCORES:
+        scores = tmp_path / f"{joint_score}.parquet"
+        validate(data, scores=scores, joint_score=joint_score)
+        score = pq.read_table(scores).column("score").to_numpy()
+        assert set(np.argsort(-score)[: known.sum()]) == set(np.flatnonzero(known))
+        reported[joint_score] = np.flatnonzero(score > JOINT_THRESHOLD).tolist()
+    assert reported == {"distance": [], "combined": np.flatnonzero(known).tolist()}
+
+
+def test_the_combined_score_still_ranks_correlation_breakers_first(data):
+    prof = profile(data)
+    fences = outlier_fences(prof, ValidationOptions())
+    model = fit_joint(prof, ["x", "y"], fences, score="combined")
+    assert model is not None and model.kind == "combined"
+    score = model.score(model.standardise(pq.read_table(data), {"x": "numeric", "y": "numeric"}))
+    top = np.argsort(-score, kind="stable")[: len(BREAKERS)]
+    assert sorted(top.tolist()) == sorted(BREAKERS)
+    # the documented cost: they score less than under the distance alone (5.8-5.9)
+    assert (score[list(BREAKERS)] < 5.5).all()
+
+
+def test_the_marginal_term_is_the_sum_of_logs_and_finite_at_the_clip():
+    rng = np.random.default_rng(3)
+    z = np.clip(rng.standard_cauchy((500, 70)), -1e4, 1e4)  # as standardise leaves it
+    np.testing.assert_allclose(marginal_term(z), np.log1p(z * z).sum(axis=1), rtol=1e-12)
+    far = np.full((2, 64), 1e4)  # standardise clips every value here
+    assert np.isfinite(marginal_term(far)).all()
+    np.testing.assert_allclose(marginal_term(far), 64 * np.log1p(1e8), rtol=1e-12)

@@ -330,14 +330,19 @@ def _judged_table() -> pa.Table:
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("quarantine_outliers", ["gross", "joint"])
-def test_ray_judges_outliers_as_local_does(ray_session, tmp_path, monkeypatch, quarantine_outliers):
+@pytest.mark.parametrize(
+    "quarantine_outliers, joint_score",
+    [("gross", "distance"), ("joint", "distance"), ("gross", "combined")],
+)
+def test_ray_judges_outliers_as_local_does(
+    ray_session, tmp_path, monkeypatch, quarantine_outliers, joint_score
+):
     import pipeline.engines._ray as engine
 
     monkeypatch.setattr(engine, "TASK_ROWS", 300)  # one task per 300-row group
     data = tmp_path / "judged.parquet"
     pq.write_table(_judged_table(), data, row_group_size=300)
-    kw: dict[str, Any] = {"quarantine_outliers": quarantine_outliers}
+    kw: dict[str, Any] = {"quarantine_outliers": quarantine_outliers, "joint_score": joint_score}
     local = validate(
         data, quarantine=tmp_path / "q.parquet", scores=tmp_path / "s.parquet", **kw
     )  # fmt: skip

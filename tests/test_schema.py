@@ -339,6 +339,12 @@ def test_dataset_block_sets_options_and_explicit_options_win(tmp_path, dirty_par
     )
     checks = {f.check: f for f in validate(dirty_parquet, schema).findings}
     assert "class_imbalance" not in checks and checks["constant"].severity == "warning"
+    combined = write_schema(
+        tmp_path,
+        "columns:\n  x: {dtype: float64}\nmetadata:\n  batchguard:\n    joint_score: combined\n",
+        "combined.yaml",
+    )
+    assert validate(dirty_parquet, combined).options.joint_score == "combined"
     stricter = validate(dirty_parquet, schema, min_class_share=0.5)
     assert "class_imbalance" in {f.check for f in stricter.findings}
     out = run(
@@ -388,6 +394,10 @@ def test_typo_in_check_name_exits_2_naming_typo_and_file(tmp_path):
         (
             "columns:\n  x: {dtype: float64}\nmetadata: {batchguard: {max_bad_rows: lots}}\n",
             "fraction",
+        ),
+        (
+            "columns:\n  x: {dtype: float64}\nmetadata: {batchguard: {joint_score: iforest}}\n",
+            "one of distance, combined",
         ),
         ("columns:\n  x: {dtype: float64}\nindex: [{dtype: int64}]\n", "index is not supported"),
         ("", "the file is empty"),

@@ -150,6 +150,7 @@ def _settings(report: Report) -> list[tuple[str, str]]:
         ("schema", report.schema or "none"),
         ("label", o.label or "none"),
         ("outliers", f"{o.outlier_method}, threshold {o.outlier_k:g}"),
+        ("joint score", o.joint_score),
         ("near-constant threshold", f"{o.near_constant_threshold:.2%}"),
         ("min class share", f"{o.min_class_share:.2%}"),
         ("max bad rows", "unset" if o.max_bad_rows is None else f"{o.max_bad_rows:.2%}"),
@@ -424,6 +425,7 @@ def _joint(report: Report, index: dict[str, int]) -> dict[str, Any] | None:
     ]
     return {
         "columns": joint.columns,
+        "combined": report.options.joint_score == "combined",
         "threshold": number(joint.threshold),
         "sampled": number(joint.sampled),
         "estimated": joint.sampled < report.rows,

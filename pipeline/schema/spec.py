@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from ..errors import SchemaFileError
 from ..findings import REASONS, SEVERITY_CHOICES
-from ..options import DATASET_SETTINGS, OUTLIER_METHODS, QUARANTINE_OUTLIERS
+from ..options import DATASET_SETTINGS, JOINT_SCORES, OUTLIER_METHODS, QUARANTINE_OUTLIERS
 from ._yaml import KeyPath
 from .registered import STATISTICAL_CHECKS
 
@@ -528,6 +528,7 @@ _KIND_HELP = {
     "fraction_or_null": "a fraction between 0 and 1, or null",
     "positive_or_null": "a positive number, or null",
     "quarantine_outliers": f"one of {', '.join(QUARANTINE_OUTLIERS)}",
+    "joint_score": f"one of {', '.join(JOINT_SCORES)}",
     "severities": "a mapping of check name to error, warning or off",
     "str": "a string",
     "str_or_null": "a string",
@@ -555,6 +556,7 @@ _VALIDATORS: dict[str, Callable[[Any], bool]] = {
     "fraction_or_null": lambda v: v is None or (_is_number(v) and 0.0 <= v <= 1.0),
     "positive_or_null": lambda v: v is None or (_is_number(v) and v > 0 and math.isfinite(v)),
     "quarantine_outliers": lambda v: v in QUARANTINE_OUTLIERS,
+    "joint_score": lambda v: v in JOINT_SCORES,
     "severities": lambda v: isinstance(v, dict),
     "str": lambda v: isinstance(v, str),
     "str_or_null": lambda v: v is None or isinstance(v, str),
