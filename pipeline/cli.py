@@ -145,8 +145,8 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
     type=click.Choice(JOINT_SCORES),
     default=_DEFAULTS.joint_score,
     show_default=True,
-    help="distance: a robust Mahalanobis distance (rows that break a correlation); "
-    "combined: that and a per-column term, for tables whose rows are several classes.",
+    help="combined: a Cauchy model of the columns together and one of each column "
+    "alone; distance: the robust Mahalanobis distance alone.",
 )
 @_fraction_option(
     "--min-class-share",

@@ -14,22 +14,21 @@ MCD alone collapses onto the majority value of discrete and zero-heavy columns
 (a binary column's minority rows then all look far); the M-estimate does not
 collapse, and the floor keeps the MCD's resistance to masking elsewhere.
 
-The distance of a row is its robust Mahalanobis distance from that centre;
-rows far from the bulk in any direction score high, including those whose
-every value is ordinary on its own (a tall person of low weight). The score is
-that distance on a log scale, in robust standard deviations (1.4826 MAD)
-beyond the fitting rows' median: above :data:`JOINT_THRESHOLD` a row is a
-joint outlier. Measured on 23 healthy public tables and 12 with known outliers
-(``benchmarks/detection.py``); one ellipse is the wrong model where the bulk is
-several clusters (a table of several classes), and there an isolation forest
-ranks a small, tight group of rows better.
-
-``joint_score="combined"`` adds a per-column term to that distance
-(:func:`marginal_term`), each part in robust units beyond its median on the
-fitting rows, and puts the sum in robust units again. Where the bulk is several
-clusters (the rows of several classes) one ellipse is wide, and a small, tight
-group of rows a little out on many columns sits inside it; the sum sees that
-group. Rows that only break a correlation score a sixth to two fifths less.
+The distance of a row is its robust Mahalanobis distance ``d`` from that
+centre; rows far from the bulk in any direction are far, including those whose
+every value is ordinary on its own (a tall person of low weight). One ellipse
+is the wrong model, though, where the bulk is several clusters (the rows of
+several classes): it is wide, and a small, tight group of rows a little out on
+many columns at once sits inside it. So the default score (``combined``) adds
+the negative log-likelihoods of two Cauchy models of the bulk, a product of
+experts: ``(p + 1) / 2 * log(1 + d**2)``, the multivariate Cauchy in the robust
+scatter of the ``p`` columns, and ``sum(log(1 + z**2))``, each standardised
+column on its own (:func:`marginal_term`). Both have heavy tails, so neither
+lets one far value drown the other. ``joint_score="distance"`` takes ``log d``
+alone. The score is that statistic in robust standard deviations (1.4826 MAD)
+beyond the fitting rows' median: above :data:`JOINT_THRESHOLD` a row is a joint
+outlier. Measured on 23 healthy public tables and 12 with known outliers
+(``benchmarks/detection.py``).
 
 The model is fixed once the profile is merged and each row's score depends
 only on that row, so scores are the same at every batch size and on both
@@ -53,6 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .fences import Fences
+from .options import JOINT_SCORES
 from .profiling import Profile, to_numpy, values_view
 from .source import ROW_ID
 
@@ -63,7 +63,6 @@ __all__ = [
     "MAX_JOINT_COLUMNS",
     "JointModel",
     "JointSummary",
-    "MarginalScale",
     "fit_joint",
     "joint_summary",
     "marginal_term",
@@ -92,38 +91,12 @@ _COLUMN_FLOOR = 0.5
 _PRODUCT_COLUMNS = 32
 
 
-@dataclass(frozen=True)
-class MarginalScale:
-    """How the ``combined`` score adds the per-column term to the distance.
-
-    Parameters
-    ----------
-    median, spread : float
-        Median and robust spread of :func:`marginal_term` on the fitting rows.
-    sum_median, sum_spread : float
-        Median and robust spread, on the fitting rows, of the sum of the two parts
-        once each is in its own robust units.
-    """
-
-    median: float
-    spread: float
-    sum_median: float = 0.0
-    sum_spread: float = 1.0
-
-    def combine(self, distance_score: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """The combined score of rows with standardised values ``z``."""
-        marginal = (marginal_term(z) - self.median) / self.spread
-        return (distance_score + marginal - self.sum_median) / self.sum_spread
-
-
 def marginal_term(z: np.ndarray) -> np.ndarray:
     """Per row, ``sum(log(1 + z**2))`` over its standardised values.
 
     The negative log-likelihood of independent Cauchy columns at their medians and
-    robust spreads: high for a row far out on one column, or a little out on many
-    at once. The distance misses the second kind where the bulk is several clusters
-    (a table of several classes): its robust scatter is wide, and a small, tight
-    group of rows sits inside it.
+    robust spreads (up to a constant): high for a row far out on one column, or a
+    little out on many at once.
 
     Computed as the log of products over groups of :data:`_PRODUCT_COLUMNS`
     columns, one log per row and group instead of one per value (six times
@@ -158,15 +131,13 @@ class JointModel:
     whitening : numpy.ndarray
         ``W`` with ``W @ W.T`` the inverse of the robust scatter: a row's squared
         distance is ``|(z - location) @ W|^2``.
-    distance_median, distance_spread : float
-        Median and robust spread of the fitting rows' log distances; the
-        ``distance`` score is a row's log distance in those units beyond the
-        median (see :meth:`score`).
+    statistic_median, statistic_spread : float
+        Median and robust spread of the fitting rows' :meth:`statistic`; the
+        score is a row's statistic in those units beyond the median.
     threshold : float
         Scores above it are joint outliers.
-    marginal : MarginalScale, optional
-        Set for the ``combined`` score: the scales that put the per-column term
-        and the sum of the two parts in robust units.
+    kind : {"combined", "distance"}
+        The statistic (:data:`pipeline.options.JOINT_SCORES`).
     """
 
     columns: tuple[str, ...]
@@ -177,10 +148,10 @@ class JointModel:
     spread: np.ndarray
     location: np.ndarray
     whitening: np.ndarray
-    distance_median: float
-    distance_spread: float
+    statistic_median: float
+    statistic_spread: float
     threshold: float = JOINT_THRESHOLD
-    marginal: MarginalScale | None = None
+    kind: str = "combined"
 
     def standardise(self, table: pa.RecordBatch | pa.Table, kinds: dict[str, str]) -> np.ndarray:
         """The rows' standardised values, shape ``(rows, columns)``; missing values are 0."""
@@ -198,11 +169,6 @@ class JointModel:
         np.clip(z, -1e4, 1e4, out=z)
         return z
 
-    def distance(self, z: np.ndarray) -> np.ndarray:
-        """Robust Mahalanobis distance of standardised rows from the centre."""
-        w = self._whitened(z)
-        return np.sqrt(np.einsum("ij,ij->i", w, w))
-
     def _whitened(self, z: np.ndarray) -> np.ndarray:
         """``(z - location) @ whitening``, rounded the same whatever the number of rows.
 
@@ -215,22 +181,25 @@ class JointModel:
             return ((np.vstack([z, z]) - self.location) @ self.whitening)[:1]
         return (z - self.location) @ self.whitening
 
-    @property
-    def kind(self) -> str:
-        """Which of :data:`pipeline.options.JOINT_SCORES` the model gives."""
-        return "distance" if self.marginal is None else "combined"
+    def statistic(self, z: np.ndarray) -> np.ndarray:
+        """What the score puts in robust units: the log distance, or two Cauchy NLLs.
+
+        ``distance``: ``log d``, with ``d`` the robust distance. ``combined``: the
+        negative log-likelihoods of two Cauchy models of the bulk added (a product
+        of experts): ``(p + 1) / 2 * log(1 + d**2)``, the multivariate Cauchy in the
+        robust scatter (``p`` columns), and :func:`marginal_term`, independent
+        Cauchy columns.
+        """
+        w = self._whitened(z)
+        squared = np.einsum("ij,ij->i", w, w)
+        if self.kind == "distance":
+            with np.errstate(divide="ignore"):
+                return 0.5 * np.log(squared)
+        return (len(self.columns) + 1) / 2 * np.log1p(squared) + marginal_term(z)
 
     def score(self, z: np.ndarray) -> np.ndarray:
-        """The rows' scores, in robust spreads beyond the fitting rows' median.
-
-        ``distance``: of the log distance. ``combined``: of the sum of the log
-        distance and the per-column term, each first put in its own robust units.
-        """
-        with np.errstate(divide="ignore"):
-            score = (np.log(self.distance(z)) - self.distance_median) / self.distance_spread
-        if self.marginal is not None:
-            score = self.marginal.combine(score, z)
-        return score
+        """The rows' scores: robust spreads of :meth:`statistic` beyond the fitting rows' median."""
+        return (self.statistic(z) - self.statistic_median) / self.statistic_spread
 
     def top_column(self, z: np.ndarray) -> np.ndarray:
         """Per row, the index of the column that adds most to its squared distance."""
@@ -324,7 +293,7 @@ def fit_joint(
     columns: Sequence[str],
     fences: dict[str, Fences],
     threshold: float = JOINT_THRESHOLD,
-    score: str = "distance",
+    score: str = "combined",
 ) -> JointModel | None:
     """Fit the joint score on ``profile``'s row sample over ``columns``.
 
@@ -338,19 +307,22 @@ def fit_joint(
         The run's fences: a column judged on a log scale is taken on one here too.
     threshold : float
         Score above which a row is a joint outlier.
-    score : {"distance", "combined"}, default "distance"
-        ``distance``: the robust distance alone, which sees best the rows that
-        break a correlation. ``combined``: the distance and :func:`marginal_term`
-        summed, which ranks better where the bulk is several clusters (classes)
-        and gives rows that only break a correlation a sixth to two fifths
-        less (``benchmarks/RESULTS.md``).
+    score : {"combined", "distance"}, default "combined"
+        Which :meth:`JointModel.statistic` the score puts in robust units.
 
     Returns
     -------
     JointModel or None
         ``None`` when fewer than two columns have a spread or the sample is too
         small for the search (at most one row per column, or fewer than 8 rows).
+
+    Raises
+    ------
+    ValueError
+        ``score`` is not one of :data:`pipeline.options.JOINT_SCORES`.
     """
+    if score not in JOINT_SCORES:
+        raise ValueError(f"score should be one of {', '.join(JOINT_SCORES)}, not {score!r}")
     sample = profile.sample.table()
     if sample.num_rows < 8:
         return None
@@ -399,15 +371,9 @@ def fit_joint(
 
     with threadpool_limits(limits=1, user_api="blas"):
         location, whitening = _robust_fit(z)
-    model = replace(model, location=location, whitening=whitening)
-    with np.errstate(divide="ignore"):
-        median, mad = _median_mad(np.log(model.distance(z)))
-    model = replace(model, distance_median=median, distance_spread=mad)
-    if score == "combined":
-        median, mad = _median_mad(marginal_term(z))
-        summed = MarginalScale(median, mad).combine(model.score(z), z)  # not yet rescaled
-        model = replace(model, marginal=MarginalScale(median, mad, *_median_mad(summed)))
-    return model
+    model = replace(model, location=location, whitening=whitening, kind=score)
+    median, mad = _median_mad(model.statistic(z))
+    return replace(model, statistic_median=median, statistic_spread=mad)
 
 
 def _median_mad(x: np.ndarray) -> tuple[float, float]:

@@ -27,7 +27,7 @@ DEFAULT_THRESHOLDS = {"auto": 3.0, "iqr": 5.0, "mad": 5.0, "none": 5.0}
 #: which outliers go to quarantine: gross univariate ones only, or joint outliers too
 QUARANTINE_OUTLIERS = ("gross", "joint")
 #: the joint row scores ``joint_score`` (``--joint-score``) accepts
-JOINT_SCORES = ("distance", "combined")
+JOINT_SCORES = ("combined", "distance")
 #: engine names ``validate(engine=...)`` and ``--engine`` accept
 ENGINES = ("local", "ray")
 #: rows per record batch unless told otherwise (bounds memory)
@@ -83,14 +83,13 @@ class ValidationOptions:
         ``gross``: rows with a value beyond the fences go to quarantine, joint
         outliers (``joint_outlier``) are reported and kept. ``joint``: joint
         outliers go to quarantine too.
-    joint_score : {"distance", "combined"}, default "distance"
-        The joint row score. ``distance``: a robust Mahalanobis distance, which
-        sees rows that break a correlation best. ``combined``: that distance and
-        a per-column term (``sum(log(1 + z**2))`` over the standardised values),
-        summed, for tables whose bulk is several clusters (the rows of several
-        classes), where one ellipse is wide and a small, tight group of rows sits
-        inside it; it gives rows that only break a correlation a sixth to two
-        fifths less (:func:`pipeline.joint.fit_joint`).
+    joint_score : {"combined", "distance"}, default "combined"
+        The joint row score (:func:`pipeline.joint.fit_joint`). ``combined``: two
+        Cauchy models of the bulk, one of the columns together (in their robust
+        scatter) and one of each column on its own, their negative
+        log-likelihoods added. ``distance``: the robust Mahalanobis distance
+        alone, which ranks rows that only break a correlation a little higher but
+        misses a small group inside a bulk of several clusters (classes).
     min_class_share : float, default 0.05
         ``class_imbalance`` when the rarest class holds less than this share.
     max_bad_rows : float, optional
@@ -117,7 +116,7 @@ class ValidationOptions:
     outlier_method: str = "auto"
     outlier_threshold: float | None = None
     quarantine_outliers: str = "gross"
-    joint_score: str = "distance"
+    joint_score: str = "combined"
     min_class_share: float = 0.05
     max_bad_rows: float | None = None
     strict: bool = False

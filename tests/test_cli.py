@@ -219,16 +219,18 @@ def test_scores_and_quarantine_outliers_joint(tmp_path):
     assert json.loads(out.stdout)["rows_quarantined"] == 3
 
 
-def test_joint_score_combined(tmp_path):
+def test_joint_score(tmp_path):
     data, s = _judged(tmp_path), tmp_path / "s.parquet"
     args = [str(data), "--scores", str(s), "--format", "json"]
-    distance = invoke(*args)
+    default = invoke(*args)
     scores = pq.read_table(s).column("score").to_pylist()
     combined = invoke(*args, "--joint-score", "combined")
-    assert (distance.exit_code, combined.exit_code) == (1, 1)  # the placeholders are errors
+    assert pq.read_table(s).column("score").to_pylist() == scores  # the default
+    distance = invoke(*args, "--joint-score", "distance")
     assert pq.read_table(s).column("score").to_pylist() != scores
+    assert (default.exit_code, combined.exit_code, distance.exit_code) == (1, 1, 1)  # placeholders
     bad = invoke(*args, "--joint-score", "iforest")
-    assert bad.exit_code == 2 and "'iforest' is not one of 'distance', 'combined'" in bad.stderr
+    assert bad.exit_code == 2 and "'iforest' is not one of 'combined', 'distance'" in bad.stderr
 
 
 def test_outlier_method_auto_is_the_default(tmp_path):

@@ -15,7 +15,7 @@ def test_defaults():
     assert (o.label, o.batch_size, o.sample_size) == (None, 65_536, 100_000)
     assert (o.near_constant_threshold, o.min_class_share, o.max_bad_rows) == (0.99, 0.05, None)
     assert (o.outlier_method, o.outlier_threshold, o.strict) == ("auto", None, False)
-    assert (o.outlier_k, o.quarantine_outliers, o.joint_score) == (3.0, "gross", "distance")
+    assert (o.outlier_k, o.quarantine_outliers, o.joint_score) == (3.0, "gross", "combined")
     assert ValidationOptions(outlier_method="iqr").outlier_k == 5.0
     assert (o.severities, tuple(o.not_null)) == ({}, ())
 
@@ -28,7 +28,7 @@ BAD = [
     ),
     (
         {"joint_score": "isolation"},
-        "joint_score should be one of distance, combined, but got joint_score='isolation'",
+        "joint_score should be one of combined, distance, but got joint_score='isolation'",
     ),
     (
         {"near_constant_threshold": 1.5},

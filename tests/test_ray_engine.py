@@ -332,7 +332,7 @@ def _judged_table() -> pa.Table:
 @pytest.mark.ray
 @pytest.mark.parametrize(
     "quarantine_outliers, joint_score",
-    [("gross", "distance"), ("joint", "distance"), ("gross", "combined")],
+    [("gross", "combined"), ("joint", "combined"), ("gross", "distance")],
 )
 def test_ray_judges_outliers_as_local_does(
     ray_session, tmp_path, monkeypatch, quarantine_outliers, joint_score

@@ -397,7 +397,7 @@ def test_typo_in_check_name_exits_2_naming_typo_and_file(tmp_path):
         ),
         (
             "columns:\n  x: {dtype: float64}\nmetadata: {batchguard: {joint_score: iforest}}\n",
-            "one of distance, combined",
+            "one of combined, distance",
         ),
         ("columns:\n  x: {dtype: float64}\nindex: [{dtype: int64}]\n", "index is not supported"),
         ("", "the file is empty"),
