@@ -413,12 +413,17 @@ def _leans_right(x: np.ndarray) -> bool:
 
 
 def _robust_spread(x: np.ndarray) -> float:
-    """A robust standard deviation: from the IQR, else the 1st-99th percentile range."""
+    """A robust standard deviation: from the IQR, else the 1st-99th percentile range.
+
+    Else from the whole range; 0 when none of the three is finite and positive.
+    """
     if x.size < 2:
         return 0.0
     q01, q25, q75, q99 = np.quantile(x, [0.01, 0.25, 0.75, 0.99])
-    for width, normal in ((q75 - q25, 1.349), (q99 - q01, 4.653), (x.max() - x.min(), 6.0)):
-        if width > 0:
+    for high, low, normal in ((q75, q25, 1.349), (q99, q01, 4.653), (x.max(), x.min(), 6.0)):
+        with np.errstate(over="ignore"):
+            width = high - low  # inf for a range wider than float64 holds (-1e308 to 1e308)
+        if 0 < width < np.inf:
             return float(width / normal)
     return 0.0
 

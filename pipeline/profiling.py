@@ -763,6 +763,11 @@ def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _histogram(x: np.ndarray) -> dict[str, list[float]]:
     """Equal-width bins over the sample's range; one bin when the range is too narrow to split."""
     lo, hi = float(x.min()), float(x.max())
+    if not math.isfinite(hi - lo):  # a range wider than float64 holds (-1e308 to 1e308)
+        t = np.linspace(0.0, 1.0, HISTOGRAM_BINS + 1)
+        edges = lo * (1.0 - t) + hi * t  # each term stays finite
+        counts, _ = np.histogram(x, bins=edges)
+        return {"edges": edges.tolist(), "counts": counts.tolist()}
     try:
         counts, edges = np.histogram(x, bins=HISTOGRAM_BINS, range=(lo, hi))
     except ValueError:  # lo == hi, or too close for float64 to hold distinct edges

@@ -10,6 +10,7 @@ batch size.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -415,3 +416,17 @@ def test_the_marginal_term_is_the_sum_of_logs_and_finite_at_the_clip():
     far = np.full((2, 64), 1e4)  # standardise clips every value here
     assert np.isfinite(marginal_term(far)).all()
     np.testing.assert_allclose(marginal_term(far), 64 * np.log1p(1e8), rtol=1e-12)
+
+
+def test_float64_limit_placeholders_give_finite_scores_and_no_warnings(tmp_path):
+    # DBL_MAX as a placeholder, as C and C++ exports write it
+    big = np.finfo(np.float64).max
+    columns = correlated()
+    columns["x"][[10, 20]] = [big, -big]
+    data = write_parquet(tmp_path / "limits.parquet", pa.table(columns))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = validate(data, scores=tmp_path / "s.parquet")
+    assert report.rows_quarantined == 2  # the two placeholders, beyond the fences
+    score = pq.read_table(tmp_path / "s.parquet").column("score").to_numpy()
+    assert np.isfinite(score).all()

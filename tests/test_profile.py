@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -304,3 +305,15 @@ def test_public_names_resolve_and_old_private_names_stay():
     assert pipeline.profiling._to_numpy is to_numpy
     assert pipeline.profiling._values_view is values_view
     assert STAT_KINDS == ("numeric", "boolean", "temporal")
+
+
+def test_a_histogram_wider_than_float64_holds_has_finite_edges():
+    # -1.8e308 to 1.8e308 (DBL_MAX placeholders): max - min overflows to inf
+    big = np.finfo(np.float64).max
+    x = np.array([-big, -1.0, 0.0, 2.0, big])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hist = pipeline.profiling._histogram(x)
+    assert all(math.isfinite(e) for e in hist["edges"])
+    assert hist["edges"][0] == -big and hist["edges"][-1] == big
+    assert sum(hist["counts"]) == x.size
