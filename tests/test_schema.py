@@ -444,6 +444,24 @@ def test_widen_margins():
     assert widen(-3.0, -1.0) == (-3.2, -0.8)  # never positive stays non-positive
     assert widen(417, 417, integer=True) == (370, 460)  # zero range: 10% of the value
     assert widen(0.0, 0.0) == (0.0, 0.0)
+    # at float64's limits (DBL_MAX placeholders) a bound stays where the data ends
+    big = np.finfo(np.float64).max
+    assert widen(2.0, big) == (0.0, big)
+    assert widen(-big, big) == (-big, big)
+    assert widen(-big, 3.0) == (-big, 2e307)
+
+
+def test_a_schema_inferred_at_the_float64_limits_passes_its_data(tmp_path):
+    big = np.finfo(np.float64).max
+    x = np.random.default_rng(4).normal(10.0, 2.0, 500)
+    x[[7, 70]] = [big, -big]
+    data = tmp_path / "limits.parquet"
+    pq.write_table(pa.table({"x": x}), data)
+    schema_path = tmp_path / "limits.yaml"
+    out = run(str(data), "--infer-schema", str(schema_path))
+    assert out.returncode == 0, out.stderr
+    report = validate(data, str(schema_path))
+    assert not [f for f in report.findings if f.check.startswith("schema:")]
 
 
 def test_clean_data_passes_its_inferred_schema(tmp_path):

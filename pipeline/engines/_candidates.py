@@ -237,9 +237,10 @@ def _band(arr: pa.Array, kind: str) -> tuple[float, float]:
     """
     x = _numbers(pc.drop_null(arr) if arr.null_count else arr, kind).astype(np.float64)
     q01, median, q99 = np.quantile(x[np.isfinite(x)], [0.01, 0.5, 0.99])
-    below, above = median - q01, q99 - median
-    unit = max(below, above) or max(abs(median), 1.0)
-    low, high = q01 - _BAND * (below or unit), q99 + _BAND * (above or unit)
+    with np.errstate(over="ignore"):  # values near the float64 limits: the band is unbounded
+        below, above = median - q01, q99 - median
+        unit = max(below, above) or max(abs(median), 1.0)
+        low, high = q01 - _BAND * (below or unit), q99 + _BAND * (above or unit)
     if q01 >= 0:
         low = max(low, 0.0)
     return float(low), float(high)

@@ -166,19 +166,25 @@ def widen(low: float, high: float, *, integer: bool = False) -> tuple[float, flo
     >>> widen(-3.0, -1.0)
     (-3.2, -0.8)
     """
+    low, high = float(low), float(high)  # Python floats overflow to inf without a warning
     span = high - low
+    if not math.isfinite(span):  # wider than float64 holds (-1e308 to 1e308)
+        span = max(abs(low), abs(high))
     pad = MARGIN * (span if span > 0 else max(abs(low), abs(high)) or 1.0)
     step = 10.0 ** math.floor(math.log10(pad))
     # The small tolerance keeps 0.6 / 0.1 = 5.999... from rounding a whole step further.
-    lo = math.floor((low - pad) / step + 1e-9) * step
-    hi = math.ceil((high + pad) / step - 1e-9) * step
+    # A bound that padding would carry past float64's limits stays where the data ends.
+    lo_edge, hi_edge = low - pad, high + pad
+    lo = math.floor(lo_edge / step + 1e-9) * step if math.isfinite(lo_edge) else low
+    hi = math.ceil(hi_edge / step - 1e-9) * step if math.isfinite(hi_edge) else high
     if low >= 0:
         lo = max(lo, 0.0)
     if high <= 0:
         hi = min(hi, 0.0)
     if integer:
         return int(math.floor(lo)), int(math.ceil(hi))
-    return _clean(lo), _clean(hi)
+    # _clean's rounding could move a bound at the data's end inside it
+    return (_clean(lo) if lo != low else lo), (_clean(hi) if hi != high else hi)
 
 
 def _clean(x: float) -> float:
