@@ -9,6 +9,7 @@ Whichever way it goes, the report must be exactly that of the two-pass run.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,22 @@ def test_sample_data_reports_equal_the_two_pass_run(name, label, monkeypatch):
     assert once.rows_quarantined == twice.rows_quarantined
     if name != "sensors":  # a fence of sensors' humidity_2 lies inside the first batch's band
         assert passes == 1
+
+
+def test_placeholders_at_the_float64_limits_read_once_without_warnings(tmp_path, monkeypatch):
+    # DBL_MAX in 5% of the rows: the kept values' band reaches past float64's limits
+    big = np.finfo(np.float64).max
+    rng = np.random.default_rng(5)
+    x = rng.normal(10.0, 2.0, 4000)
+    x[rng.random(4000) < 0.05] = big
+    path = tmp_path / "limits.parquet"
+    pq.write_table(pa.table({"x": x, "y": rng.normal(0.0, 1.0, 4000)}), path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        once = validate(path)
+    twice = _two_pass(path, monkeypatch)
+    assert _findings(once) == _findings(twice)
+    assert ("sentinel", "x") in {(f.check, f.column) for f in once.findings}
 
 
 def test_rows_failing_in_several_columns_are_quarantined_once(tmp_path, monkeypatch):
