@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -449,6 +450,24 @@ def test_widen_margins():
     assert widen(2.0, big) == (0.0, big)
     assert widen(-big, big) == (-big, big)
     assert widen(-big, 3.0) == (-big, 2e307)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32, np.float32])
+def test_inferred_bounds_stay_within_the_column_type(tmp_path, dtype):
+    # a placeholder at the type's limit (INT64_MAX, UINT64_MAX, FLT_MAX): widened by 10%
+    # the bound left the type, and comparing the column with it overflowed in pandas
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else np.finfo(dtype)
+    x = np.random.default_rng(6).integers(0, 100, 500).astype(dtype)
+    x[[3, 30]] = info.max
+    data = tmp_path / "limits.parquet"
+    pq.write_table(pa.table({"x": x}), data)
+    schema = infer_schema(data)
+    [in_range] = [c for c in schema.pandera.columns["x"].checks if c.name == "in_range"]
+    assert in_range.statistics["max_value"] == info.max
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report = validate(data, schema)
+    assert not [f for f in report.findings if f.check.startswith("schema:")]
 
 
 def test_a_schema_inferred_at_the_float64_limits_passes_its_data(tmp_path):

@@ -133,7 +133,7 @@ def _column(prof: Profile, name: str, is_label: bool) -> Any:
     checks = []
     if c.kind == "numeric" and not is_label and c.finite:
         integer = _is_integer(field)
-        low, high = widen(c.min, c.max, integer=integer)
+        low, high = _within_type(*widen(c.min, c.max, integer=integer), field)
         checks.append(pa.Check.in_range(low, high))
     if c.kind == "numeric" and _is_float(field):
         checks.append(pa.Check.is_finite())
@@ -202,6 +202,25 @@ def _is_integer(f: Any) -> bool:
 
     typ = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
     return bool(pa.types.is_integer(typ))
+
+
+def _within_type(low: float, high: float, f: Any) -> tuple[float, float]:
+    """Bounds no wider than the column's type holds.
+
+    Widening a bound near a type's limit (``INT64_MAX`` or ``FLT_MAX`` placeholders)
+    would carry it past them, where comparing the column with it overflows.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    typ = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+    if pa.types.is_integer(typ):
+        info = np.iinfo(typ.to_pandas_dtype())
+        return max(low, int(info.min)), min(high, int(info.max))
+    if pa.types.is_float16(typ) or pa.types.is_float32(typ):
+        limit = float(np.finfo(typ.to_pandas_dtype()).max)
+        return max(low, -limit), min(high, limit)
+    return low, high
 
 
 def _is_float(f: Any) -> bool:
