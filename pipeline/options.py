@@ -88,8 +88,8 @@ class ValidationOptions:
         Cauchy models of the bulk, one of the columns together (in their robust
         scatter) and one of each column on its own, their negative
         log-likelihoods added. ``distance``: the robust Mahalanobis distance
-        alone, which ranks rows that only break a correlation a little higher but
-        misses a small group inside a bulk of several clusters (classes).
+        alone, which misses a small group of rows inside a bulk of several
+        clusters (classes); ``benchmarks/RESULTS.md`` compares the two.
     min_class_share : float, default 0.05
         ``class_imbalance`` when the rarest class holds less than this share.
     max_bad_rows : float, optional
