@@ -58,14 +58,20 @@ __all__ = [
 ROW_ID = "_row_id"
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
-CSV_SUFFIXES = (".csv", ".tsv")
+#: compressions a CSV file may carry, by suffix; pyarrow decompresses them as it reads
+CSV_COMPRESSIONS = ("", ".gz", ".bz2", ".zst", ".lz4")
+CSV_SUFFIXES = tuple(base + c for base in (".csv", ".tsv") for c in CSV_COMPRESSIONS)
 IPC_SUFFIXES = (".arrow", ".feather", ".ipc")
 
 # What pyarrow raises on damaged files: its own errors, I/O errors, and ValueErrors
 # (UnicodeDecodeError among them) from metadata it cannot decode.
 _READ_ERRORS = (pa.ArrowException, OSError, ValueError)
 
-_TIP_FORMATS = "pass a .parquet, .csv, .arrow/.feather file or a directory of parquet files"
+_TIP_FORMATS = (
+    "pass a .parquet, .csv (or .csv.gz), .arrow/.feather file or a directory of parquet files"
+)
+#: delimiters a .csv file's header line is checked for when it holds no comma
+_CSV_DELIMITERS = (";", "\t", "|")
 
 #: rows per chunk of an in-memory table (what pass 2 re-reads, or a Ray task takes, at least)
 _TABLE_CHUNK_ROWS = 1 << 16
@@ -207,6 +213,21 @@ def _sniff(head: bytes) -> str | None:
     if head[:6] == b"ARROW1" or head[:4] == b"\xff\xff\xff\xff":
         return "ipc"
     return None
+
+
+def _csv_delimiter(head: bytes) -> str:
+    """A .csv file's delimiter: a comma, unless its header line holds none.
+
+    Then the candidate the header holds most of (``;`` in many European exports,
+    ``|`` in database dumps, a tab): read with commas such a file is one column
+    of whole lines, and every check would pass on it.
+    """
+    header = head.split(b"\n", 1)[0]
+    if b"," in header:
+        return ","
+    counts = {d: header.count(d.encode()) for d in _CSV_DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 class _Disk:
@@ -578,13 +599,21 @@ class Source:
     def _open_csv(self, path: str) -> pa.RecordBatchReader:
         import pyarrow.csv as pcsv
 
-        delimiter = "\t" if path.lower().endswith(".tsv") else ","
+        tsv = path.lower().endswith(tuple(".tsv" + c for c in CSV_COMPRESSIONS))
+        delimiter = "\t" if tsv else _csv_delimiter(self._csv_head(path))
         # Large blocks make type inference see more rows before it commits to a type.
         return pcsv.open_csv(
             self._io.csv_input(path),
             read_options=pcsv.ReadOptions(block_size=16 << 20),
             parse_options=pcsv.ParseOptions(delimiter=delimiter),
         )
+
+    def _csv_head(self, path: str) -> bytes:
+        """The first 64 KiB of a CSV file, decompressed."""
+        data = self._io.csv_input(path)
+        stream = pa.input_stream(data, compression="detect") if isinstance(data, str) else data
+        with stream:
+            return bytes(stream.read(1 << 16))
 
     def _count_rows(self, f: _File) -> int | None:
         if f.kind == "table":

@@ -61,6 +61,35 @@ def test_csv_and_ipc_give_the_same_rows(tmp_path, dirty_table):
         np.testing.assert_array_equal(got.column("y").to_numpy(), small.column("y").to_numpy())
 
 
+@pytest.mark.parametrize(
+    ("text", "columns"),
+    [
+        ("a;b;c\n1;2;x\n3;4;y\n", ["a", "b", "c"]),  # European exports
+        ("a|b|c\n1|2|x\n3|4|y\n", ["a", "b", "c"]),  # database dumps
+        ("a\tb\tc\n1\t2\tx\n3\t4\ty\n", ["a", "b", "c"]),  # a tab-separated .csv
+        ("a,b;c\n1,2;x\n", ["a", "b;c"]),  # a comma in the header: commas
+        ("only\n1\n2\n", ["only"]),  # one column
+    ],
+)
+def test_a_csv_file_s_delimiter_comes_from_its_header(tmp_path, text, columns):
+    (tmp_path / "t.csv").write_text(text)
+    table = _read(Source(tmp_path / "t.csv"))
+    assert table.column_names == [*columns, ROW_ID]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "bz2", "zstd", "lz4"])
+def test_compressed_csv_files_read_as_the_plain_file(tmp_path, dirty_table, compression):
+    small = dirty_table.slice(0, 50).drop_columns(["cat"])
+    pcsv.write_csv(small, tmp_path / "t.csv")
+    suffix = {"gzip": ".gz", "zstd": ".zst"}.get(compression, "." + compression)
+    for base in ("t.csv", "t.tsv"):
+        options = pcsv.WriteOptions(delimiter="\t" if base.endswith(".tsv") else ",")
+        with pa.CompressedOutputStream(str(tmp_path / (base + suffix)), compression) as out:
+            pcsv.write_csv(small, out, write_options=options)
+        got = _read(Source(tmp_path / (base + suffix), batch_size=9))
+        assert got.equals(_read(Source(tmp_path / "t.csv", batch_size=9))), base + suffix
+
+
 def test_existing_row_ids_are_kept(tmp_path):
     pq.write_table(pa.table({"x": [1.0, 2.0], ROW_ID: [10, 77]}), tmp_path / "c.parquet")
     table = _read(Source(tmp_path / "c.parquet"))

@@ -195,6 +195,10 @@ def test_one_object_csv_and_arrow_files_read_from_the_store(s3, table, tmp_path)
         assert same(summary(report), expected), name
     report = pipeline.validate(Source(f"{BUCKET}/one/t.csv", filesystem=s3.fs), label="y")
     assert same(summary(report), summary(pipeline.validate(tmp_path / "t.csv", label="y")))
+    with s3.fs.open_output_stream(f"{BUCKET}/one/t.csv.gz") as out:  # gzips as it writes
+        out.write((tmp_path / "t.csv").read_bytes())
+    report = pipeline.validate(Source(f"{BUCKET}/one/t.csv.gz", filesystem=s3.fs), label="y")
+    assert same(summary(report), summary(pipeline.validate(tmp_path / "t.csv", label="y")))
 
 
 def test_credentials_in_a_url_are_never_shown(s3, in_s3, tmp_path):
