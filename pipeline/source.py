@@ -44,6 +44,7 @@ from .errors import SourceError
 from .options import DEFAULT_BATCH_SIZE
 
 __all__ = [
+    "CSV_COMPRESSIONS",
     "CSV_SUFFIXES",
     "DEFAULT_BATCH_SIZE",
     "IPC_SUFFIXES",
