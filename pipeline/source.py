@@ -44,7 +44,6 @@ from .errors import SourceError
 from .options import DEFAULT_BATCH_SIZE
 
 __all__ = [
-    "CSV_COMPRESSIONS",
     "CSV_SUFFIXES",
     "DEFAULT_BATCH_SIZE",
     "IPC_SUFFIXES",
@@ -60,8 +59,8 @@ ROW_ID = "_row_id"
 
 PARQUET_SUFFIXES = (".parquet", ".parq", ".pq")
 #: compressions a CSV file may carry, by suffix; pyarrow decompresses them as it reads
-CSV_COMPRESSIONS = ("", ".gz", ".bz2", ".zst", ".lz4")
-CSV_SUFFIXES = tuple(base + c for base in (".csv", ".tsv") for c in CSV_COMPRESSIONS)
+_CSV_COMPRESSIONS = ("", ".gz", ".bz2", ".zst", ".lz4")
+CSV_SUFFIXES = tuple(base + c for base in (".csv", ".tsv") for c in _CSV_COMPRESSIONS)
 IPC_SUFFIXES = (".arrow", ".feather", ".ipc")
 
 # What pyarrow raises on damaged files: its own errors, I/O errors, and ValueErrors
@@ -600,7 +599,7 @@ class Source:
     def _open_csv(self, path: str) -> pa.RecordBatchReader:
         import pyarrow.csv as pcsv
 
-        tsv = path.lower().endswith(tuple(".tsv" + c for c in CSV_COMPRESSIONS))
+        tsv = path.lower().endswith(tuple(".tsv" + c for c in _CSV_COMPRESSIONS))
         delimiter = "\t" if tsv else _csv_delimiter(self._csv_head(path))
         # Large blocks make type inference see more rows before it commits to a type.
         return pcsv.open_csv(
