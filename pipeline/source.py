@@ -215,7 +215,7 @@ def _sniff(head: bytes) -> str | None:
     return None
 
 
-def _csv_delimiter(head: bytes) -> str:
+def _delimiter_of(head: bytes) -> str:
     """A .csv file's delimiter: a comma, unless its header line holds none.
 
     Then the candidate the header holds most of (``;`` in many European exports,
@@ -359,6 +359,7 @@ class Source:
         self._io: Any = _DISK
         self._table: pa.Table | None = None
         self._spool: Any = None  # keeps a spooled reader's temporary folder alive
+        self._csv_delimiters: dict[str, str] = {}  # per CSV file, read from its header once
         if isinstance(path, (str, os.PathLike)):
             self._files = self._open_path(os.fspath(path), filesystem)
         else:
@@ -599,21 +600,29 @@ class Source:
     def _open_csv(self, path: str) -> pa.RecordBatchReader:
         import pyarrow.csv as pcsv
 
-        tsv = path.lower().endswith(tuple(".tsv" + c for c in _CSV_COMPRESSIONS))
-        delimiter = "\t" if tsv else _csv_delimiter(self._csv_head(path))
         # Large blocks make type inference see more rows before it commits to a type.
         return pcsv.open_csv(
             self._io.csv_input(path),
             read_options=pcsv.ReadOptions(block_size=16 << 20),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter),
+            parse_options=pcsv.ParseOptions(delimiter=self._csv_delimiter(path)),
         )
 
-    def _csv_head(self, path: str) -> bytes:
-        """The first 64 KiB of a CSV file, decompressed."""
-        data = self._io.csv_input(path)
-        stream = pa.input_stream(data, compression="detect") if isinstance(data, str) else data
-        with stream:
-            return bytes(stream.read(1 << 16))
+    def _csv_delimiter(self, path: str) -> str:
+        """A CSV file's delimiter: a tab for .tsv, else from the first 64 KiB (decompressed).
+
+        Read once per file: the schema, the row count and each pass open the file again,
+        and in an object store each head read is a request.
+        """
+        if path not in self._csv_delimiters:
+            if path.lower().endswith(tuple(".tsv" + c for c in _CSV_COMPRESSIONS)):
+                self._csv_delimiters[path] = "\t"
+            else:
+                data = self._io.csv_input(path)  # a local path, or a store's stream
+                if isinstance(data, str):
+                    data = pa.input_stream(data, compression="detect")
+                with data:
+                    self._csv_delimiters[path] = _delimiter_of(bytes(data.read(1 << 16)))
+        return self._csv_delimiters[path]
 
     def _count_rows(self, f: _File) -> int | None:
         if f.kind == "table":
