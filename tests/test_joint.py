@@ -60,11 +60,12 @@ def joint_findings(report):
 
 
 # -- the model ---------------------------------------------------------------------------------
-def test_rows_breaking_a_correlation_get_the_top_scores(data):
+@pytest.mark.parametrize("joint_score", JOINT_SCORES)
+def test_rows_breaking_a_correlation_get_the_top_scores(data, joint_score):
     prof = profile(data)
     fences = outlier_fences(prof, ValidationOptions())
-    model = fit_joint(prof, ["x", "y"], fences)
-    assert model is not None and model.columns == ("x", "y")
+    model = fit_joint(prof, ["x", "y"], fences, score=joint_score)
+    assert model is not None and model.columns == ("x", "y") and model.kind == joint_score
     table = pq.read_table(data)
     score = model.score(model.standardise(table, {"x": "numeric", "y": "numeric"}))
     assert score.shape == (N,) and score.dtype == np.float64
@@ -395,18 +396,6 @@ def test_the_combined_score_reports_a_small_group_inside_a_several_cluster_bulk(
         assert set(np.argsort(-score)[: known.sum()]) == set(np.flatnonzero(known))
         reported[joint_score] = np.flatnonzero(score > JOINT_THRESHOLD).tolist()
     assert reported == {"distance": [], "combined": np.flatnonzero(known).tolist()}
-
-
-def test_the_combined_score_still_reports_correlation_breakers(data):
-    prof = profile(data)
-    fences = outlier_fences(prof, ValidationOptions())
-    model = fit_joint(prof, ["x", "y"], fences, score="combined")
-    assert model is not None and model.kind == "combined"
-    score = model.score(model.standardise(pq.read_table(data), {"x": "numeric", "y": "numeric"}))
-    top = np.argsort(-score, kind="stable")[: len(BREAKERS)]
-    assert sorted(top.tolist()) == sorted(BREAKERS)
-    assert (score[list(BREAKERS)] > JOINT_THRESHOLD).all()
-    assert np.delete(score, list(BREAKERS)).max() < JOINT_THRESHOLD
 
 
 def test_the_marginal_term_is_the_sum_of_logs_and_finite_at_the_clip():
