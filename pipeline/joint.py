@@ -89,6 +89,23 @@ _MAX_STEPS = 30
 _COLUMN_FLOOR = 0.5
 #: columns multiplied together before one log in :func:`marginal_term` (finite: see there)
 _PRODUCT_COLUMNS = 32
+#: rows BLAS computes in one block at most (16 doubles: an AVX-512 kernel's), see _row_product
+_ROW_BLOCK = 16
+
+
+def _row_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``, each row's result the same bits whatever rows ``a`` holds besides it.
+
+    BLAS takes the rows left over after its blocks of rows (and a lone row) through
+    other kernels, which round differently in the last bits, so a row's score would
+    depend on where the batch boundaries fall (at ``--batch-size 13``, the 13th row of
+    each batch). Zero rows pad ``a`` to whole blocks of :data:`_ROW_BLOCK`; the default
+    batch sizes need no padding.
+    """
+    pad = -a.shape[0] % _ROW_BLOCK
+    if not pad:
+        return a @ b
+    return (np.vstack([a, np.zeros((pad, a.shape[1]))]) @ b)[: a.shape[0]]
 
 
 def marginal_term(z: np.ndarray) -> np.ndarray:
@@ -170,16 +187,8 @@ class JointModel:
         return z
 
     def _whitened(self, z: np.ndarray) -> np.ndarray:
-        """``(z - location) @ whitening``, rounded the same whatever the number of rows.
-
-        BLAS takes one row through another routine (a matrix-vector product) that
-        rounds differently in the last bits; a single row goes through the
-        matrix-matrix one with a copy of itself, so a row's score does not depend
-        on the batch it came in.
-        """
-        if z.shape[0] == 1:
-            return ((np.vstack([z, z]) - self.location) @ self.whitening)[:1]
-        return (z - self.location) @ self.whitening
+        """``(z - location) @ whitening``, rounded the same whatever the number of rows."""
+        return _row_product(z - self.location, self.whitening)
 
     def statistic(self, z: np.ndarray) -> np.ndarray:
         """What the score puts in robust units: the log distance, or two Cauchy NLLs.
@@ -204,7 +213,7 @@ class JointModel:
     def top_column(self, z: np.ndarray) -> np.ndarray:
         """Per row, the index of the column that adds most to its squared distance."""
         w = self._whitened(z)
-        contribution = (z - self.location) * (w @ self.whitening.T)
+        contribution = (z - self.location) * _row_product(w, self.whitening.T)
         return np.argmax(contribution, axis=1)
 
     def columns_of(self, z: np.ndarray, score: np.ndarray) -> pa.Array:
