@@ -13,7 +13,8 @@ not depend on batching or on the engine. Candidates are taken from each end of
 the sorted values inward, and a value is a sentinel when:
 
 - it repeats (at least :data:`MIN_REPEATS` rows; a ``0`` below a strictly
-  positive column counts from one row) but is rare: under half the column
+  positive column, and a usual negative placeholder below a column that is
+  otherwise never negative, count from one row) but is rare: under half the column
   for a usual placeholder (:data:`PLACEHOLDERS`), under 1% for a zero below a
   positive column (a common zero is a real "none"), under 5% for any other value;
 - the gap to the nearest other value is at least :data:`GAP_SHARE` of the
@@ -173,7 +174,14 @@ def _rare_enough(value: float, count: int, total: int, others: np.ndarray, side:
     # A usual placeholder may stand for much of a column; a rare zero is an error, a common
     # one a real "none"; any other value must be rare to be taken for a placeholder.
     most = _MAX_SHARE if value in PLACEHOLDERS else _ZERO_SHARE if zero else _OTHER_SHARE
-    return (1 if zero else MIN_REPEATS) <= count < most * total
+    # A zero below a positive column, or a -999 below a column never negative, is no
+    # measurement even once.
+    impossible = zero or _code_below_non_negative(value, others, side)
+    return (1 if impossible else MIN_REPEATS) <= count < most * total
+
+
+def _code_below_non_negative(value: float, others: np.ndarray, side: str) -> bool:
+    return value in PLACEHOLDERS and value < 0 and side == "low" and bool(others[0] >= 0)
 
 
 def _zero_below_positive(value: float, others: np.ndarray, side: str) -> bool:

@@ -72,6 +72,18 @@ def test_minus_one_below_a_non_negative_column_with_many_values(rng):
     assert found(with_values(durations, -1, 20)) == [(-1.0, 20, "low")]
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_lone_minus_999_below_incomes_counts_from_one_row(rng, count):
+    """Two -999 among 500 incomes were no sentinel, and kept the column off its log scale."""
+    incomes = rng.lognormal(10, 1, 500)
+    assert found(with_values(incomes, -999, count)) == [(-999.0, count, "low")]
+
+
+def test_a_lone_minus_999_below_a_column_that_goes_negative_is_no_sentinel(rng):
+    temperatures = rng.normal(10, 12, N).round(1)  # down to about -30
+    assert found(with_values(temperatures, -999, 2)) == []
+
+
 # -- not found -----------------------------------------------------------------------------------
 def test_a_count_columns_rare_zero_next_to_its_one_is_no_sentinel(rng):
     counts = rng.integers(1, 11, N)
