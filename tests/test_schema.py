@@ -595,3 +595,11 @@ def test_schema_object_to_yaml_is_tidy(tmp_path):
     assert "  batchguard:\n    label: failure" in text
     assert isinstance(load_schema(write_schema(tmp_path, text)), Schema)
     assert os.fspath(SCHEMAS / "sensors.yaml") == schema.path
+
+
+def test_exponent_numbers_read_as_numbers_as_yaml_1_2_reads_them():
+    """PyYAML (YAML 1.1) reads ``1e6`` as a string, and in_range refused it as one."""
+    from pipeline.schema._yaml import load
+
+    data, _ = load("a: 1e6\nb: -1.5e6\nc: .5e-3\nd: 12\ne: 1e\nf: e5\n")
+    assert data == {"a": 1e6, "b": -1.5e6, "c": 5e-4, "d": 12, "e": "1e", "f": "e5"}
