@@ -10,6 +10,7 @@ interrupted run leaves at most a hidden ``.<name>.<pid>.<token>.tmp`` beside it:
   :meth:`~StagedFile.publish` them) when several outputs must appear together;
 - :func:`staging_dir` and :func:`publish_dir`: a folder of part files written by
   several processes, renamed as a whole;
+- :func:`check_distinct`: no two outputs of a run, and no output and input, share a file;
 - :func:`staged`: a :class:`StagedFile`, or for a URL (``s3://bucket/out.parquet``) a
   :class:`pipeline._stores.StagedObject`, written under a hidden temporary key and
   moved to the final key when complete.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +147,50 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         return
     with StagedFile(path) as file, open(file.temp, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def check_distinct(
+    outputs: Mapping[str, str | os.PathLike[str] | None],
+    inputs: Mapping[str, str | os.PathLike[str] | None] | None = None,
+) -> None:
+    """Refuse two outputs that name one file, or an output that names an input file.
+
+    Parameters
+    ----------
+    outputs, inputs : mapping of str to path or None
+        Each path by the name the user gave it (``--clean``, ``-o``, ``the input``);
+        ``None`` is an output or input not asked for. Special files (``/dev/null``)
+        may be shared.
+
+    Raises
+    ------
+    UsageError
+        Naming both options and the path.
+    """
+    from ._stores import is_url
+    from .errors import UsageError
+
+    def key(path: str | os.PathLike[str]) -> str | None:
+        if is_url(path):
+            return str(path)
+        local = Path(path)
+        if local.exists() and not (local.is_file() or local.is_dir()):
+            return None
+        return str(local.resolve())
+
+    seen: dict[str, str] = {}
+    for name, path in (inputs or {}).items():
+        if path is not None and (k := key(path)) is not None:
+            seen.setdefault(k, name)
+    for name, path in outputs.items():
+        if path is None or (k := key(path)) is None:
+            continue
+        other = seen.setdefault(k, name)
+        if other == name:
+            continue
+        if inputs and other in inputs:
+            raise UsageError(f"{name} {path} would overwrite {other}; choose another path")
+        raise UsageError(f"{other} and {name} both name {path}; give each its own path")
 
 
 def staging_dir(target: str | os.PathLike[str]) -> Path:

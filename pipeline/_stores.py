@@ -357,7 +357,7 @@ def check_output_url(url: str, inputs: list[str], what: str, suffixes: tuple[str
     what : str
         The option's name, for the message (``"quarantine"``).
     suffixes : tuple of str
-        The file name endings allowed.
+        The file name endings allowed (any, when empty).
 
     Returns
     -------
@@ -372,7 +372,7 @@ def check_output_url(url: str, inputs: list[str], what: str, suffixes: tuple[str
         When the store cannot be reached or the bucket does not exist.
     """
     shown = redact(url)
-    if not urlsplit(url).path.lower().endswith(suffixes):
+    if suffixes and not urlsplit(url).path.lower().endswith(suffixes):
         raise UsageError(f"--{what} {shown}: use a {suffixes[0]} file name")
     for src in inputs:
         base = src.rstrip("/")

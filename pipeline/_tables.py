@@ -37,7 +37,7 @@ class Opened:
 
     name: str
     #: (path as ``io`` reads it, hive-style partition values)
-    files: list[tuple[str, dict[str, str]]]
+    files: list[tuple[str, dict[str, str | None]]]
     version: dict[str, Any]
     #: the store the files are in; ``None`` for the local disk
     io: Any = None
@@ -150,7 +150,7 @@ def _delta(table: Any, name: str, io: Any = None) -> Opened:
     io, base = _io_for(root, io)
     files = []
     for i, rel in enumerate(paths):
-        part = {k: str(v[i]) for k, v in values.items() if v[i] is not None}
+        part = {k: None if v[i] is None else str(v[i]) for k, v in values.items()}
         files.append((_join(base, unquote(rel)), part))
     files.sort(key=lambda f: f[0])
     return Opened(name, files, {"format": "delta", "version": int(table.version())}, io)

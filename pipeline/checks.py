@@ -243,7 +243,10 @@ def null_rule(columns: Sequence[str]) -> RowRule:
 
     def rule(batch: pa.RecordBatch) -> list[RowFailure]:
         out: list[RowFailure] = []
+        present = set(batch.schema.names)  # pass 2 may read only some columns
         for name in columns:
+            if name not in present:
+                continue
             arr = batch.column(name)
             if arr.null_count:
                 mask = _bool_numpy(pc.is_null(arr))

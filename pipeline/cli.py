@@ -12,6 +12,7 @@ runs, and torch, pandas, pandera and scikit-learn only when a feature needs them
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -56,7 +57,27 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
     return click.option(*decls, type=click.Path(dir_okay=False, path_type=str), **kw)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _OneLineUsage(click.UsageError):
+    """A usage error shown as every other refusal of the command: one line, exit 2."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message().rstrip('.')}; see 'validate --help'", err=True)
+
+
+class _Command(click.Command):
+    """The ``validate`` command, whose option errors are one line (click's are four)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _OneLineUsage(exc.format_message()) from exc
+
+
+@click.command(
+    cls=_Command,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 # readable=False: the source's own check gives the one-line message with a tip.
 @click.argument("dataset", type=click.Path(dir_okay=True, readable=False, path_type=str))
 @_file_option("--schema", help="pandera YAML schema with the dataset's checks.")
@@ -84,7 +105,12 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
     help="Write every row's joint score here (.parquet: _row_id, score, column; "
     "with --engine ray: a directory of parquet parts).",
 )
-@_file_option("--report", "report_path", help="Write a self-contained HTML report here (.html).")
+@_file_option(
+    "--report",
+    "report_path",
+    envvar="BATCHGUARD_REPORT",
+    help="Write a self-contained HTML report here (.html).",
+)
 @_file_option("--profile-out", help="Write the mergeable column profile as JSON.")
 @click.option(
     "--baseline",
@@ -102,6 +128,7 @@ def _file_option(*decls: str, **kw: Any) -> _Decorator:
 @click.option(
     "--format",
     "fmt",
+    envvar="BATCHGUARD_FORMAT",  # named for the option, as every other one (not for "fmt")
     type=click.Choice(FORMATS),
     default="text",
     show_default=True,
@@ -206,6 +233,10 @@ def validate_command(dataset: str, **kw: Any) -> None:
         if isinstance(exc, BatchguardError):
             click.echo(f"error: {exc}", err=True)
             sys.exit(ExitCode.USAGE)
+        if isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS and exc.filename:
+            # The machine's files, not batchguard: a full disk, a read-only folder.
+            click.echo(f"error: {exc.filename}: {exc.strerror}; check the path", err=True)
+            sys.exit(ExitCode.USAGE)
         click.echo(
             f"internal error: {type(exc).__name__}: {exc}\n"
             "Tip: rerun with --debug for the traceback and report it as a batchguard bug.",
@@ -215,26 +246,46 @@ def validate_command(dataset: str, **kw: Any) -> None:
     sys.exit(code)
 
 
+#: errors of the files and folders a run names (exit 2, one line), not of batchguard
+_FILE_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR,
+     errno.ENOTDIR, errno.ENOENT, errno.ENAMETOOLONG}
+)  # fmt: skip
+
+
 def _run(dataset: str, **kw: Any) -> int:
-    from ._atomic import write_text
+    from ._atomic import check_distinct, write_text
     from ._stores import redact
     from .report import render
     from .validation import validate
 
     fmt = kw.pop("fmt", "text")
-    output = kw.pop("output", None)
     quiet = kw.pop("quiet", False)
     no_progress = kw.pop("no_progress", False)
+    output = kw.pop("output", None)
     profile_out = kw.pop("profile_out", None)
-    if profile_out is not None:
-        _check_text_output(profile_out, dataset, "--profile-out", (".json",))
     baseline_out = kw.pop("baseline_out", None)
-    if baseline_out is not None:
-        _check_text_output(baseline_out, dataset, "--baseline-out", (".json",))
     report_path = kw.pop("report_path", None)
-    if report_path is not None:
-        _check_text_output(report_path, dataset, "--report", (".html", ".htm"))
     infer_to = kw.pop("infer_schema", None)
+    texts = {
+        "-o": (output, ()),
+        "--profile-out": (profile_out, (".json",)),
+        "--baseline-out": (baseline_out, (".json",)),
+        "--report": (report_path, (".html", ".htm")),
+        "--infer-schema": (infer_to, (".yaml", ".yml")),
+    }
+    for option, (out, suffixes) in texts.items():
+        if out is not None:
+            _check_text_output(out, dataset, option, suffixes)
+    # One file named twice would hold only the last writer's output: the report over
+    # the clean rows, or over the input itself.
+    check_distinct(
+        {
+            **{option: out for option, (out, _) in texts.items()},
+            **{f"--{name}": kw.get(name) for name in ("quarantine", "clean", "scores")},
+        },
+        {"the input": dataset, "--schema": kw.get("schema"), "--baseline": kw.get("baseline")},
+    )
     options = {k: v for k, v in kw.items() if v is not None}
     if infer_to is not None:
         # One local pass reads what inference needs; a BATCHGUARD_ENGINE setting is not an error.
@@ -265,7 +316,14 @@ def _run(dataset: str, **kw: Any) -> int:
     if fmt == "github":
         from .report import write_step_summary
 
-        write_step_summary(report)
+        try:
+            write_step_summary(report)
+        except OSError as exc:  # the gate's verdict does not hang on the summary
+            click.echo(
+                f"warning: cannot append to GITHUB_STEP_SUMMARY ({exc.filename}): "
+                f"{exc.strerror or exc}; the report is printed all the same",
+                err=True,
+            )
     text = render(report, fmt)
     if output:
         write_text(output, text)
@@ -294,7 +352,6 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
             f"--infer-schema writes a schema and does not validate; drop --{clash[0]} "
             "(then validate with --schema)"
         )
-    _check_text_output(out, dataset, "--infer-schema", (".yaml", ".yml"))
     # The label is passed on its own; the other dataset settings given are recorded.
     settings = {k: options[k] for k in DATASET_SETTINGS if k in options and k != "label"}
     schema = infer_schema(
@@ -318,7 +375,10 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
 
 
 def _check_text_output(out: str, dataset: str, option: str, suffixes: tuple[str, ...]) -> None:
-    """Refuse a report or schema path with the wrong suffix, no folder, or that is the input."""
+    """Refuse a report or schema path with the wrong suffix, no folder, or that is the input.
+
+    An empty ``suffixes`` takes any file name (``-o``: the report's format is ``--format``).
+    """
     import os
 
     from ._stores import is_url
@@ -327,13 +387,18 @@ def _check_text_output(out: str, dataset: str, option: str, suffixes: tuple[str,
     if is_url(out):  # written to a temporary key in the store, then moved
         from ._stores import check_output_url, redact
 
-        check_output_url(out, [redact(dataset)], option.lstrip("-"), suffixes)
+        what = option.lstrip("-") if option.startswith("--") else "output"  # -o is --output
+        check_output_url(out, [redact(dataset)], what, suffixes)
         return
     folder = os.path.dirname(out) or "."
-    if not out.lower().endswith(suffixes):
+    if suffixes and not out.lower().endswith(suffixes):
         raise UsageError(f"{option} {out}: use a {suffixes[0]} file name")
     if not os.path.isdir(folder):
         raise UsageError(f"{option} {out}: folder {folder} does not exist; create it first")
+    if os.path.isdir(out):
+        raise UsageError(f"{option} {out} is a folder; give a file name")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} {out}: folder {folder} is not writable; choose another")
     if os.path.exists(dataset) and os.path.realpath(out) == os.path.realpath(dataset):
         raise UsageError(f"{option} {out} would overwrite the input; choose another path")
 

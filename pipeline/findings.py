@@ -71,8 +71,8 @@ REASONS: dict[str, Reason] = {
         "clip or drop them; check for a division by zero upstream", "infinite values",
     ),
     "null": Reason(
-        "row", "error", "null in a column the schema marks non-nullable",
-        "fill them, or mark the column nullable in the schema", "null values",
+        "row", "error", "null in the label or in a column the schema marks non-nullable",
+        "fill them or drop those rows (the schema can mark a column nullable)", "null values",
     ),
     "schema": Reason(
         "row", "error", "a check from the schema failed",

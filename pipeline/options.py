@@ -154,6 +154,8 @@ class ValidationOptions:
                 raise UsageError(
                     f"{name} should be a positive integer value, but got {name}={value!r}"
                 )
+            if value >= 2**63:
+                raise UsageError(f"{name} should be below 2**63, but got {name}={value!r}")
         for check, level in self.severities.items():
             if level not in SEVERITY_CHOICES:
                 raise UsageError(

@@ -786,9 +786,14 @@ def _render(value: Any, typ: pa.DataType) -> Any:
     if pa.types.is_dictionary(typ):
         typ = typ.value_type
     try:
-        return str(pa.scalar(value, _storage(typ)).cast(typ).as_py())
+        scalar = pa.scalar(value, _storage(typ)).cast(typ)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return value
+    if getattr(typ, "unit", None) == "ns" and value % 1000:
+        # Nanoseconds that datetime cannot hold (as_py would give pandas' types where
+        # pandas is loaded, and fail where it is not): Arrow's own text.
+        return f"{value} ns" if pa.types.is_duration(typ) else str(scalar.cast(pa.string()))
+    return str(scalar.as_py())
 
 
 def profile(

@@ -127,17 +127,26 @@ class AtomicWriter:
         self.rows = 0
         suffix = self.path.suffix.lower()
         self._file = staged(path)  # a URL is written to a temporary key, then moved
-        if suffix in (".arrow", ".feather", ".ipc"):
-            self._writer: Any = pa.ipc.new_file(self._file.sink(), schema)
-        else:
-            import pyarrow.parquet as pq
+        try:
+            if suffix in (".arrow", ".feather", ".ipc"):
+                self._writer: Any = pa.ipc.new_file(self._file.sink(), schema)
+            else:
+                import pyarrow.parquet as pq
 
-            # Dictionary pages pay off for strings only: on floats parquet first
-            # builds a dictionary, then falls back, at 4x the cost of plain pages.
-            strings = [f.name for f in schema if _dictionary_worthy(f.type)]
-            self._writer = pq.ParquetWriter(
-                self._file.sink(), schema, compression="zstd", use_dictionary=strings
-            )
+                # Dictionary pages pay off for strings only: on floats parquet first
+                # builds a dictionary, then falls back, at 4x the cost of plain pages.
+                strings = [f.name for f in schema if _dictionary_worthy(f.type)]
+                self._writer = pq.ParquetWriter(
+                    self._file.sink(), schema, compression="zstd", use_dictionary=strings
+                )
+        except pa.ArrowNotImplementedError as exc:  # a type the format cannot store
+            self._file.discard()
+            raise UsageError(
+                f"{path}: {exc}; write an .arrow file instead, or drop the column"
+            ) from exc
+        except BaseException:
+            self._file.discard()
+            raise
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows:
@@ -187,6 +196,8 @@ def check_output_path(path: str | os.PathLike[str], inputs: Sequence[str], what:
         raise UsageError(f"--{what} {out}: use a .parquet, .arrow or .feather file name")
     if not out.parent.exists():
         raise UsageError(f"--{what} {out}: folder {out.parent} does not exist; create it first")
+    if not os.access(out.parent, os.W_OK):
+        raise UsageError(f"--{what} {out}: folder {out.parent} is not writable; choose another")
     resolved = out.resolve()
     for src in inputs:
         src_path = Path(src).resolve()

@@ -100,7 +100,7 @@ class Chunk:
 class _File:
     path: str
     kind: str
-    partition: dict[str, str] = field(default_factory=dict)
+    partition: dict[str, str | None] = field(default_factory=dict)
 
 
 def _kind_of(path: str) -> str | None:
@@ -129,8 +129,7 @@ def _discover(root: Path) -> list[_File]:
             if kind is None:
                 continue
             rel_dirs = Path(os.path.relpath(dirpath, root)).parts
-            partition = dict(p.split("=", 1) for p in rel_dirs if "=" in p)
-            files.append(_File(path, kind, partition))
+            files.append(_File(path, kind, _partition_of(rel_dirs)))
     files.sort(key=lambda f: f.path)
     return files
 
@@ -279,8 +278,20 @@ def _is_hidden(rel: str) -> bool:
     return any(part.startswith((".", "_")) for part in rel.split("/"))
 
 
-def _partition_of(rel: str) -> dict[str, str]:
-    return dict(p.split("=", 1) for p in rel.split("/")[:-1] if "=" in p)
+#: the value hive writers (Spark, Hive, pyarrow) give a folder for a null partition value
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _partition_of(folders: Sequence[str]) -> dict[str, str | None]:
+    """The hive partition of a file from its folders' ``key=value`` names.
+
+    Values are URL-decoded (writers escape ``/``, ``=``, spaces and ``%`` in them), and
+    :data:`_HIVE_NULL` is a null, as pyarrow's hive partitioning reads them.
+    """
+    from urllib.parse import unquote
+
+    pairs = (folder.split("=", 1) for folder in folders if "=" in folder)
+    return {key: None if value == _HIVE_NULL else unquote(value) for key, value in pairs}
 
 
 class Source:
@@ -517,7 +528,7 @@ class Source:
         if kind is not None:
             return self._table_files(kind, given)
         files = [
-            _File(p, k, _partition_of(rel))
+            _File(p, k, _partition_of(rel.split("/")[:-1]))
             for p, rel, _ in entries
             if not _is_hidden(rel) and (k := _kind_of(rel)) is not None
         ]
@@ -569,16 +580,29 @@ class Source:
                         f"{self.path}: column '{name}' is {ta} in {a} but {tb} in {b}; "
                         "write every file of a dataset with the same column types"
                     )
-        schema = first
-        partition_keys = sorted({k for f in self._files for k in f.partition})
+        # A column that may hold nulls in one file may in the dataset (the outputs' schema).
+        nullable = {field.name for s in schemas for field in s if field.nullable}
+        schema = pa.schema(
+            [field.with_nullable(field.name in nullable) for field in first],
+            metadata=first.metadata,
+        )
+        partition_keys = sorted(self._files[0].partition)
+        for f in self._files:
+            if sorted(f.partition) != partition_keys:
+                raise SourceError(
+                    f"{self.path}: files sit in different partition folders: "
+                    f"{self._io.url(self._files[0].path)} has keys {partition_keys or 'none'}, "
+                    f"{self._io.url(f.path)} has {sorted(f.partition) or 'none'}; give every "
+                    "file the same key=value folders"
+                )
         for key in partition_keys:
             if key in schema.names:
                 raise SourceError(
                     f"{self.path}: partition folder key '{key}' is also a column in the files; "
                     "rename one of them"
                 )
-            values = [f.partition.get(key) for f in self._files]
-            typ = pa.int64() if all(v is not None and _is_int(v) for v in values) else pa.string()
+            values = [v for f in self._files if (v := f.partition[key]) is not None]
+            typ = pa.int64() if values and all(_is_int(v) for v in values) else pa.string()
             schema = schema.append(pa.field(key, typ))
         return schema, schemas
 
@@ -808,18 +832,34 @@ class Source:
                     for name, a in zip(names, arrays, strict=True)
                 ]
             _check_utf8(self._io.url(f.path), names, arrays, offset)
-            for key, value in f.partition.items():
-                typ = self.schema.field(key).type
-                arrays.append(pa.array([int(value) if typ == pa.int64() else value] * n, typ))
+            for key in sorted(f.partition):  # the schema's order (see _read_schemas)
+                value, typ = f.partition[key], self.schema.field(key).type
+                if value is not None and typ == pa.int64():
+                    value = int(value)  # type: ignore[assignment]
+                arrays.append(pa.array([value] * n, typ))
                 names.append(key)
             if self.has_own_row_ids:
                 i = names.index(ROW_ID)
-                ids = arrays.pop(i).cast(pa.int64())
+                ids = self._own_ids(arrays.pop(i), f, offset)
                 names.pop(i)
             else:
                 ids = pa.array(np.arange(offset, offset + n, dtype=np.int64))
             offset += n
             yield pa.RecordBatch.from_arrays([*arrays, ids], names=[*names, ROW_ID])
+
+    def _own_ids(self, ids: pa.Array, f: _File, offset: int) -> pa.Array:
+        """A batch's own ``_row_id`` values as int64; null or too large ones are refused."""
+        where = f"{self._io.url(f.path)}: column '{ROW_ID}'"
+        tip = "fix it, or drop the column and batchguard numbers the rows itself"
+        if ids.null_count:
+            import pyarrow.compute as pc
+
+            first = offset + pc.index(pc.is_null(ids), True).as_py()
+            raise SourceError(f"{where} is null in row {first}; {tip}")
+        try:
+            return ids.cast(pa.int64())
+        except pa.ArrowInvalid as exc:
+            raise SourceError(f"{where} holds ids beyond int64; {tip}") from exc
 
 
 def _prefetch(batches: Iterator[pa.RecordBatch], depth: int) -> Iterator[pa.RecordBatch]:

@@ -20,11 +20,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ._atomic import check_distinct
 from ._stores import redact
 from .checks import (
     checks_run,
@@ -51,7 +51,8 @@ from .fences import outlier_fences
 from .findings import REASONS, Finding, Severities, order_of
 from .joint import MAX_CODE_VALUES, JointModel, JointSummary, fit_joint, joint_summary
 from .options import ValidationOptions
-from .profiling import Profile
+from .profiling import EXACT_VALUES, Profile
+from .quarantine import REASONS as REASONS_FIELD
 from .quarantine import bad_row_mask
 from .report import Report
 from .source import Chunk, Source, open_source
@@ -188,6 +189,9 @@ def _prepare(
             label_from = f"{plan.name or 'the schema'}: label"
         options = {**plan.options, **options}
     opts = ValidationOptions.from_kwargs(**options)
+    if opts.label is not None and opts.label not in opts.not_null:
+        # A row without a label cannot be trained on (nor counted in a class).
+        opts = replace(opts, not_null=(*opts.not_null, opts.label))
     # A Source keeps its own batch size unless one was asked for.
     src = open_source(source, batch_size=options.get("batch_size"))
     if opts.label is not None and opts.label not in src.columns:
@@ -196,11 +200,12 @@ def _prepare(
             f"{', '.join(src.columns)}"
         )
     given = {name: path for name, path in outputs.items() if path is not None}
-    seen: dict[Path, str] = {}
-    for name, path in given.items():
-        other = seen.setdefault(Path(path).resolve(), name)
-        if other != name:
-            raise UsageError(f"--{other} and --{name} both name {path}; give each its own path")
+    check_distinct({f"--{name}": path for name, path in given.items()})
+    if "quarantine" in given and REASONS_FIELD in src.columns:
+        raise UsageError(
+            f"{src.path} already has a column '{REASONS_FIELD}' (a quarantine output?), which "
+            "--quarantine writes; rename or drop it, or validate without --quarantine"
+        )
     checked = {
         name: str(runner.check_output(path, [src.path], name)) for name, path in given.items()
     }
@@ -232,7 +237,9 @@ def _check_columns(run: Run, prof: Profile) -> tuple[list[Finding], RowRules]:
     fences = outlier_fences(prof, opts, overrides, codes)
     kinds = {name: c.kind for name, c in prof.columns.items()}
     schema_rules = [] if plan is None else plan.row_rules(src)
-    asked = [null_rule(list(opts.not_null))] if opts.not_null else []
+    covered = set() if plan is None else set(plan.non_null(src))  # the schema's null rule
+    must_hold = [name for name in opts.not_null if name not in covered]
+    asked = [null_rule(must_hold)] if must_hold else []
     rules = [
         non_finite_rule(floats), *asked, *schema_rules,
         sentinel_rule(sentinels, kinds), outlier_rule(fences, kinds, sentinels),
@@ -314,7 +321,7 @@ def _report(
         exit_zero=exit_zero,
         outputs={name: redact(path) for name, path in run.outputs.items()},
         schema=None if plan is None else plan.name,
-        notes=_notes(prof) + ([] if plan is None else plan.notes),
+        notes=_notes(prof, opts.label) + ([] if plan is None else plan.notes),
         fences=rules.fences,
         sentinels=rules.sentinels,
         checks_run=_with_drift_checks(checks_run(prof, opts, rules.fences, findings), drift),
@@ -441,9 +448,15 @@ def _gate(quarantined: int, rows: int, opts: ValidationOptions) -> list[Finding]
     ]  # fmt: skip
 
 
-def _notes(prof: Profile) -> list[str]:
+def _notes(prof: Profile, label: str | None) -> list[str]:
+    notes = []
     skipped = [name for name, c in prof.columns.items() if c.kind == "other"]
-    if not skipped:
-        return []
-    kinds = "nested, binary, interval or null"
-    return [f"columns of {kinds} type are only counted, not checked: {', '.join(skipped)}"]
+    if skipped:
+        kinds = "nested, binary, interval or null"
+        notes.append(f"columns of {kinds} type are only counted, not checked: {', '.join(skipped)}")
+    if label is not None and prof.label_counts(label) is None:
+        notes.append(
+            f"label '{label}' holds more than {EXACT_VALUES:,} distinct values, so its classes "
+            "are not counted and class balance is not checked (a regression target or an id?)"
+        )
+    return notes

@@ -260,6 +260,19 @@ DTYPES: dict[str, tuple[Callable[[], pa.Array], str, tuple]] = {
         lambda: _nulls(list(range(0, N * 10**9, 10**9)), pa.timestamp("ns", tz="UTC")),
         "temporal", ("1970-01-01 00:00:00+00:00", "1970-01-01 00:00:39+00:00"),
     ),
+    # Nanoseconds that datetime cannot hold (the report's text is Arrow's own) used to exit 3.
+    "timestamp_ns_fraction": (
+        lambda: _nulls([k * 10**9 + 123_456_789 for k in range(N)], pa.timestamp("ns", tz="UTC")),
+        "temporal", ("1970-01-01 00:00:00.123456789Z", "1970-01-01 00:00:39.123456789Z"),
+    ),
+    "time64_ns": (
+        lambda: _nulls([k * 10**9 + 1 for k in range(N)], pa.time64("ns")),
+        "temporal", ("00:00:00.000000001", "00:00:39.000000001"),
+    ),
+    "duration_ns": (
+        lambda: _nulls([k * 10**9 + 1 for k in range(N)], pa.duration("ns")),
+        "temporal", ("1 ns", "39000000001 ns"),
+    ),
     "date32_dictionary": (
         lambda: _nulls([DAY + dt.timedelta(days=k % 4) for k in range(N)], pa.date32())
         .dictionary_encode(),
@@ -402,3 +415,221 @@ def test_store_errors_are_classified_by_what_they_say(text, says):
 
     got = classify("s3://bucket/key", OSError(text))
     assert (got is None) if says is None else (says in str(got))
+
+
+# -- outputs that would land on another file, and odd folders, ids and labels ----------------
+
+
+def _one_nan(folder: Path, name: str = "in.parquet") -> Path:
+    path = folder / name
+    pq.write_table(pa.table({"x": [1.0, 2.0, float("nan")]}), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-o", "{input}"], "-o {input} would overwrite the input"),
+        (["--clean", "{d}/c.parquet", "-o", "{d}/c.parquet"], "-o and --clean both name"),
+        (["--report", "{d}/r.html", "-o", "{d}/r.html"], "-o and --report both name"),
+        (["--profile-out", "{d}/p.json", "--baseline-out", "{d}/p.json"],
+         "--profile-out and --baseline-out both name"),
+        (["--schema", "{d}/s.yaml", "-o", "{d}/s.yaml"], "-o {d}/s.yaml would overwrite --schema"),
+    ],
+)  # fmt: skip
+def test_an_output_never_lands_on_the_input_or_another_output(tmp_path, args, says):
+    """``-o in.parquet`` used to replace the input with the text report (exit 1)."""
+    path = _one_nan(tmp_path)
+    before = path.read_bytes()
+    (tmp_path / "s.yaml").write_text("columns:\n  x:\n    dtype: float64\n")
+    fill = {"input": str(path), "d": str(tmp_path)}
+    result = invoke(str(path), *[a.format(**fill) for a in args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {says.format(**fill)}")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet", "s.yaml"]
+
+
+def test_unwritable_folders_are_refused_before_reading(tmp_path, monkeypatch):
+    path = _one_nan(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    # Tests run as root, where a read-only folder is still writable: ask os.access instead.
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, m: False if str(p) == str(locked) else real_access(p, m)
+    )
+    for option, name in [("--clean", "c.parquet"), ("--report", "r.html"), ("-o", "r.txt")]:
+        result = invoke(str(path), "--quarantine", str(tmp_path / "q.parquet"),
+                        option, str(locked / name))  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert f"folder {locked} is not writable" in result.stderr
+        assert not (tmp_path / "q.parquet").exists()
+
+
+def test_a_failed_write_is_one_line_exit_2(tmp_path, monkeypatch):
+    """A full disk or a read-only folder at write time is the machine's, not an internal error."""
+    import errno
+
+    import pipeline.report
+
+    path = _one_nan(tmp_path)
+
+    def full(*args: object, **kw: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r.html"))
+
+    monkeypatch.setattr(pipeline.report, "write_html", full)
+    result = invoke(str(path), "--report", str(tmp_path / "r.html"))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'r.html'}: No space left on device; check the path"
+    ]
+
+
+def test_a_step_summary_that_cannot_be_written_does_not_decide_the_gate(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "missing" / "summary.md"))
+    result = invoke(str(_one_nan(tmp_path)), "--format", "github")
+    assert result.exit_code == 1  # the data's verdict (a NaN row), not exit 3
+    assert "warning: cannot append to GITHUB_STEP_SUMMARY" in result.stderr
+
+
+def test_a_type_parquet_cannot_hold_leaves_no_temporary_file(tmp_path):
+    """An interval column with ``--clean x.parquet`` used to exit 3 and leave a .tmp file."""
+    path = tmp_path / "in.arrow"
+    feather.write_feather(pa.table({"x": [1.0, 2.0], "iv": DTYPES["interval"][0]()[:2]}), path)
+    result = invoke(str(path), "--quarantine", str(tmp_path / "q.arrow"),
+                    "--clean", str(tmp_path / "c.parquet"))  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "c.parquet" in result.stderr and "write an .arrow file instead" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.arrow"]
+    again = invoke(str(path), "--clean", str(tmp_path / "c.arrow"))
+    assert again.exit_code == 0 and pa.ipc.open_file(tmp_path / "c.arrow").read_all().num_rows == 2
+
+
+def test_hive_keys_keep_their_values_whatever_their_order(tmp_path):
+    """``year=/month=/day=`` folders used to write day's values into year's column."""
+    root = tmp_path / "d"
+    for day in (1, 2):
+        folder = root / "year=2024" / "month=1" / f"day={day}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"x": [1.0, float("nan")]}), folder / "part.parquet")
+    result = invoke(str(root), "--quarantine", str(tmp_path / "q.parquet"),
+                    "--clean", str(tmp_path / "c.parquet"))  # fmt: skip
+    assert result.exit_code == 1, result.output
+    rows = [pq.read_table(tmp_path / f"{p}.parquet").to_pylist() for p in "qc"]
+    got = sorted((r["_row_id"], r["year"], r["month"], r["day"]) for part in rows for r in part)
+    assert got == [(0, 2024, 1, 1), (1, 2024, 1, 1), (2, 2024, 1, 2), (3, 2024, 1, 2)]
+
+
+def test_hive_values_are_decoded_as_writers_encode_them(tmp_path):
+    from pipeline.source import Source
+
+    root = tmp_path / "d"
+    for year, key in (("2020", "a%20b"), ("__HIVE_DEFAULT_PARTITION__", "c%2Fd")):
+        folder = root / f"year={year}" / f"k={key}"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"x": [1.0]}), folder / "part.parquet")
+    table = pa.Table.from_batches(list(Source(root).iter_batches()))
+    assert table.schema.field("year").type == pa.int64()
+    assert table.column("year").to_pylist() == [2020, None]
+    assert table.column("k").to_pylist() == ["a b", "c/d"]
+
+
+def test_files_at_different_partition_depths_are_refused(tmp_path):
+    root = tmp_path / "d"
+    (root / "a=1").mkdir(parents=True)
+    (root / "a=2" / "b=3").mkdir(parents=True)
+    pq.write_table(pa.table({"x": [1.0]}), root / "a=1" / "p.parquet")
+    pq.write_table(pa.table({"x": [2.0]}), root / "a=2" / "b=3" / "p.parquet")
+    result = invoke(str(root))
+    assert result.exit_code == 2
+    assert "files sit in different partition folders" in result.stderr
+
+
+def test_files_differing_only_in_nullability_are_one_dataset(tmp_path):
+    root = tmp_path / "d"
+    root.mkdir()
+    strict = pa.schema([pa.field("x", pa.float64(), nullable=False)])
+    pq.write_table(pa.table({"x": [1.0, 2.0]}, schema=strict), root / "a.parquet")
+    pq.write_table(pa.table({"x": [None, 3.0]}), root / "b.parquet")
+    result = invoke(str(root), "--clean", str(tmp_path / "c.parquet"))
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "c.parquet").column("x").to_pylist() == [1.0, 2.0, None, 3.0]
+
+
+def test_a_quarantine_output_validated_again_with_quarantine(tmp_path):
+    first = invoke(str(_one_nan(tmp_path)), "--quarantine", str(tmp_path / "q.parquet"))
+    assert first.exit_code == 1
+    again = invoke(str(tmp_path / "q.parquet"), "--quarantine", str(tmp_path / "q2.parquet"))
+    assert again.exit_code == 2
+    assert "already has a column '_reasons' (a quarantine output?)" in again.stderr
+    assert invoke(str(tmp_path / "q.parquet")).exit_code == 1  # without --quarantine it runs
+
+
+@pytest.mark.parametrize(
+    ("ids", "says"),
+    [
+        (pa.array([0, 1, None, 3], pa.int64()), "column '_row_id' is null in row 2"),
+        (pa.array([0, 1, 2**63, 3], pa.uint64()), "column '_row_id' holds ids beyond int64"),
+    ],
+)
+def test_own_row_ids_that_cannot_name_a_row_are_refused(tmp_path, ids, says):
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0, 4.0], "_row_id": ids}), path)
+    result = invoke(str(path), "--clean", str(tmp_path / "c.parquet"))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path}: {says}")
+    assert "RuntimeWarning" not in result.stderr
+
+
+def test_rows_without_a_label_are_quarantined(tmp_path):
+    path = tmp_path / "in.parquet"
+    labels = [None if k % 10 == 0 else k % 3 for k in range(100)]
+    pq.write_table(pa.table({"x": np.linspace(0, 1, 100), "y": labels}), path)
+    report = _report(path, "--label", "y", "--quarantine", str(tmp_path / "q.parquet"))
+    assert ("null", "y") in _checks(report) and report["rows_quarantined"] == 10
+    assert sum(report["label"]["classes"].values()) == 90
+    quarantined = pq.read_table(tmp_path / "q.parquet").column("_row_id").to_pylist()
+    assert quarantined == list(range(0, 100, 10))
+
+
+def test_a_label_with_too_many_values_to_count_says_so(tmp_path):
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": np.linspace(0, 1, 6000), "y": np.arange(6000)}), path)
+    report = _report(path, "--label", "y")
+    assert any("label 'y' holds more than 4,096 distinct values" in n for n in report["notes"])
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--batch-size", "99999999999999999999"], "batch_size should be below 2**63"),
+        (["--schema", "{d}/bad.yaml"], "column '[a-' has regex: true but is not a regular"),
+    ],
+)
+def test_more_bad_options_are_one_line_exit_2(tmp_path, args, says):
+    (tmp_path / "bad.yaml").write_text('columns:\n  "[a-":\n    dtype: float64\n    regex: true\n')
+    result = invoke(str(_one_nan(tmp_path)), *[a.format(d=tmp_path) for a in args])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr
+
+
+def test_options_named_apart_from_their_parameter_read_the_environment(tmp_path, monkeypatch):
+    """BATCHGUARD_FORMAT and BATCHGUARD_REPORT, as the README promises for every option."""
+    monkeypatch.setenv("BATCHGUARD_FORMAT", "json")
+    monkeypatch.setenv("BATCHGUARD_REPORT", str(tmp_path / "r.html"))
+    result = invoke(str(_one_nan(tmp_path)))
+    assert json.loads(result.stdout)["rows"] == 3
+    assert (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["--max-bad-rows", "1.5"], ["--bogus"], ["--format", "xml"], ["--batch-size", "0"]]
+)
+def test_option_errors_are_one_line(tmp_path, args):
+    """click's own errors were four lines (usage, a hint, the error)."""
+    result = invoke(str(_one_nan(tmp_path)), *args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "validate --help" in lines[0]

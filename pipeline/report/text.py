@@ -48,7 +48,7 @@ def renderables(report: Report) -> list[Any]:
         out.append(table)
     if report.drift is not None:
         out.extend(_drift(report))
-    if report.options.label is not None and report.label is not None:
+    if report.options.label is not None and report.label and report.label["classes"]:
         classes = report.label["classes"]
         total = sum(classes.values()) or 1
         shares = ", ".join(f"{k}: {v:,} ({v / total:.1%})" for k, v in classes.items())

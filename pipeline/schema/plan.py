@@ -174,6 +174,12 @@ class SchemaPlan:
 
     # -- compile -------------------------------------------------------------------------------
     def _compile_column(self, key: str, column: Any) -> _ColumnRules:
+        if column.regex:
+            try:
+                re.compile(key)
+            except re.error as exc:
+                self._refuse(f"column '{key}' has regex: true but is not a regular expression "
+                             f"({exc}); fix the pattern or drop regex: true")  # fmt: skip
         rules = _ColumnRules(
             key, bool(column.regex), bool(column.required), bool(column.nullable), column.dtype
         )
@@ -323,11 +329,16 @@ class SchemaPlan:
         ]
 
     # -- rows ----------------------------------------------------------------------------------
+    def non_null(self, src: Source) -> list[str]:
+        """The columns of ``src`` the schema marks non-nullable (its ``null`` rule's)."""
+        b = self._bind(src.schema)
+        return [n for n, specs in b.columns.items() if any(not r.nullable for r in specs)]
+
     def row_rules(self, src: Source) -> list[RowRule]:
         """The ``null`` rule for non-nullable columns and one rule running the pandera checks."""
         b = self._bind(src.schema)
         rules: list[RowRule] = []
-        non_null = [n for n, specs in b.columns.items() if any(not r.nullable for r in specs)]
+        non_null = self.non_null(src)
         if non_null:
             rules.append(null_rule(non_null))
         checked = [(n, r.row_checks) for n, r in b.usable() if r.row_checks]
