@@ -606,6 +606,7 @@ def test_a_label_with_too_many_values_to_count_says_so(tmp_path):
     [
         (["--batch-size", "99999999999999999999"], "batch_size should be below 2**63"),
         (["--schema", "{d}/bad.yaml"], "column '[a-' has regex: true but is not a regular"),
+        (["--schema", os.devnull], f"{os.devnull}: is not a regular file"),  # was "no such file"
     ],
 )
 def test_more_bad_options_are_one_line_exit_2(tmp_path, args, says):

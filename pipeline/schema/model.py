@@ -211,7 +211,10 @@ def load_schema(path: str | os.PathLike[str]) -> Schema:
 def _read(name: str) -> str:
     target = Path(name)
     if not target.is_file():
-        what = "is a directory" if target.is_dir() else "no such file"
+        what = (
+            "is a directory" if target.is_dir()
+            else "is not a regular file" if target.exists() else "no such file"
+        )  # fmt: skip
         raise SchemaFileError(f"{name}: {what}; pass a schema YAML file (see schemas/)")
     if target.stat().st_size > MAX_SCHEMA_BYTES:
         raise SchemaFileError(
