@@ -116,6 +116,12 @@ def as_arrow(obj: Any) -> Frame:
 def _from_pandas(df: Any, name: str) -> pa.Table:
     import numpy as np
 
+    twice = df.columns[df.columns.duplicated()]
+    if len(twice):  # pandas allows it; Arrow's conversion refuses with a bare ValueError
+        raise SourceError(
+            f"{name}: column {str(twice[0])!r} appears more than once; give every column a "
+            "unique name"
+        )
     try:
         table = pa.Table.from_pandas(df, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:

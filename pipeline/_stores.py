@@ -372,6 +372,11 @@ def check_output_url(url: str, inputs: list[str], what: str, suffixes: tuple[str
         When the store cannot be reached or the bucket does not exist.
     """
     shown = redact(url)
+    if urlsplit(url).scheme.lower() in ("http", "https"):
+        raise UsageError(
+            f"--{what} {shown}: an http(s) URL can be read, not written; write to a path "
+            "or an object store (s3://, gs://, abfs://)"
+        )
     if suffixes and not urlsplit(url).path.lower().endswith(suffixes):
         raise UsageError(f"--{what} {shown}: use a {suffixes[0]} file name")
     for src in inputs:

@@ -535,21 +535,33 @@ def load_baseline(path: str | os.PathLike[str]) -> Baseline:
         raise UsageError(f"--baseline {name}: not a batchguard profile or baseline")
     try:
         if "baseline_version" in data:
-            if data["baseline_version"] != BASELINE_VERSION:
+            version = data["baseline_version"]
+            if version != BASELINE_VERSION:
+                newer = isinstance(version, int) and version > BASELINE_VERSION
+                fix = "upgrade batchguard to read it" if newer else "write it again"
                 raise UsageError(
-                    f"--baseline {name}: baseline_version {data['baseline_version']!r} is not "
-                    f"supported (expected {BASELINE_VERSION}); write it again with this version"
+                    f"--baseline {name}: baseline_version {version!r} is not supported "
+                    f"(this batchguard reads {BASELINE_VERSION}); {fix}"
                 )
             columns = {n: ColumnSummary.from_slim(n, c) for n, c in data["columns"].items()}
-            return Baseline(name, int(data["rows"]), columns, slim=True)
-        if "profile_version" in data:
-            return summarize(Profile.from_dict(data), name)
+            baseline = Baseline(name, int(data["rows"]), columns, slim=True)
+        elif "profile_version" in data:
+            baseline = summarize(Profile.from_dict(data), name)
+        else:
+            baseline = None
     except UsageError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise UsageError(
             f"--baseline {name}: damaged baseline ({type(exc).__name__}: {exc})"
         ) from None
+    if baseline is not None:
+        if not baseline.rows:  # every comparison with it would pass, whatever the data
+            raise UsageError(
+                f"--baseline {name}: the baseline has no rows to compare with; write it from "
+                "the data of a run that had some"
+            )
+        return baseline
     what = "a validate report (--format json)" if "report_version" in data else "not a profile"
     raise UsageError(
         f"--baseline {name}: {what}; write the baseline with --profile-out or --baseline-out"

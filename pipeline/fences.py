@@ -128,7 +128,8 @@ class Fences:
         """Each value's distance beyond the anchors, in units of spread (negative inside)."""
         t = self.transform(x)
         below = self.unit if self.lower_unit is None else self.lower_unit
-        return np.maximum((t - self.upper_anchor) / self.unit, (self.lower_anchor - t) / below)
+        with np.errstate(over="ignore"):  # values near the float64 limit: inf, far out
+            return np.maximum((t - self.upper_anchor) / self.unit, (self.lower_anchor - t) / below)
 
     def describe(self) -> str:
         """The fences as quarantine records and messages show them: ``[low, high]``."""

@@ -169,6 +169,8 @@ class BatchChecker:
     ):
         if on_bad not in ON_BAD:
             raise UsageError(f"on_bad should be one of {', '.join(ON_BAD)}, but got {on_bad!r}")
+        if isinstance(checks, str):  # one check named on its own, not its letters
+            checks = (checks,)
         unknown = set(checks) - set(ALL_CHECKS)
         if unknown:
             raise UsageError(f"unknown guard check {sorted(unknown)[0]!r}; known: {ALL_CHECKS}")
@@ -220,9 +222,16 @@ class BatchChecker:
         n = int(x.shape[0]) if dims else 0
         self.stats.batches += 1
         self.stats.rows += n
-        if n == 0 or not torch.is_floating_point(x):
+        if n == 0:
             return batch
         flat = x if dims == 2 else x.reshape(n, -1)
+        if not torch.is_floating_point(x):
+            # Integer features (token ids, codes) hold no NaN or inf, and the fitted ranges
+            # are of float features; the label's check still applies.
+            problem = self._single_class_problem(y, n)
+            if problem is None:
+                return batch
+            return self._handle(batch, index, flat, y, ids, n, [], [problem])
         # Per-column min and max (NaN propagates) answer "any NaN/inf?", "anything out of
         # range?" and "any column constant?" at once. torch.amin + torch.amax beat
         # torch.aminmax(dim=0) ~4x on CPU; one transfer from other devices.
@@ -264,16 +273,24 @@ class BatchChecker:
                     ("batch_constant", f"features {bad_cols[:10].tolist()} are constant in the "
                      "batch but vary in the dataset; shuffle or stratify the loader")
                 )  # fmt: skip
-        if "batch_single_class" in self.checks and y is not None and n >= 2:
-            single = self._single_class(y)
-            if single is not None:
-                batch_problems.append(
-                    ("batch_single_class", f"every row has label {single}; the dataset has "
-                     "several classes; use a stratified sampler (pipeline.StratifiedBatchSampler)")
-                )  # fmt: skip
+        problem = self._single_class_problem(y, n)
+        if problem is not None:
+            batch_problems.append(problem)
         if not row_problems and not batch_problems:
             return batch
         return self._handle(batch, index, flat, y, ids, n, row_problems, batch_problems)
+
+    def _single_class_problem(self, y: torch.Tensor | None, n: int) -> tuple[str, str] | None:
+        """The ``batch_single_class`` problem of a batch, if it has one."""
+        if "batch_single_class" not in self.checks or y is None or n < 2:
+            return None
+        single = self._single_class(y)
+        if single is None:
+            return None
+        return (
+            "batch_single_class", f"every row has label {single}; the dataset has several "
+            "classes; use a stratified sampler (pipeline.StratifiedBatchSampler)",
+        )  # fmt: skip
 
     def _clean(self, lows: list[float], highs: list[float], y: Any, n: int) -> bool:
         """True when the batch passes every check; decided from the column minima and maxima.
@@ -416,8 +433,15 @@ def _select(batch: Any, keep: torch.Tensor, n: int) -> Any:
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
         return type(batch)(*(_select(v, keep, n) for v in batch))
     if isinstance(batch, (tuple, list)):
+        if len(batch) == n and all(isinstance(v, _ROW_SCALARS) for v in batch):
+            # One value per row (default_collate leaves strings, such as file paths, a list).
+            return type(batch)(v for v, kept in zip(batch, keep.tolist(), strict=True) if kept)
         return type(batch)(_select(v, keep, n) for v in batch)
     return batch
+
+
+#: what a per-row list of a collated batch holds (it has no tensors or structures)
+_ROW_SCALARS = (str, bytes, int, float, bool, type(None))
 
 
 class _FusedCheck:

@@ -27,6 +27,7 @@ import logging
 import os
 import tempfile
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,7 @@ __all__ = [
     "LoaderInfo",
     "build_loader",
     "feature_values",
+    "plain_labels",
     "scale_features",
     "select_features",
     "write_feature_cache",
@@ -144,6 +146,8 @@ class ArrowMatrixDataset(Dataset[Batch]):
     def __init__(self, path: str, *, temporary_dir: tempfile.TemporaryDirectory[str] | None = None):
         self.path = path
         self._temporary_dir = temporary_dir
+        if temporary_dir is not None:  # removed with the dataset, not left to the collector's
+            weakref.finalize(self, temporary_dir.cleanup)  # "implicitly cleaning up" warning
         #: called with ``(indices, features, labels, batch)`` on every batch fetched in this
         #: process (a guard's checks run here, on the values the gather just touched);
         #: never pickled, so worker processes fetch without it
@@ -374,7 +378,7 @@ def scale_features(x: np.ndarray, scaler: RobustScaler | None) -> np.ndarray:
     in float64 and round once to float32 (the serving module does the same in
     torch), so they give the same values.
     """
-    if scaler is None:
+    if scaler is None or not len(x):  # scikit-learn refuses a matrix of no rows
         return x.astype(np.float32)
     with warnings.catch_warnings():
         # Fitted on named columns, applied to the matrix of those same columns.
@@ -382,11 +386,22 @@ def scale_features(x: np.ndarray, scaler: RobustScaler | None) -> np.ndarray:
         return np.asarray(scaler.transform(x), dtype=np.float32)
 
 
+def plain_labels(y: pa.Array) -> pa.Array:
+    """A label column without its dictionary (a pandas Categorical, a polars Enum)."""
+    return y.dictionary_decode() if pa.types.is_dictionary(y.type) else y
+
+
 def _label_values(y: pa.Array, classes: list[Any] | None) -> np.ndarray:
     """Labels as numpy: class codes for strings, float32 for regression targets."""
+    y = plain_labels(y)
     if pa.types.is_floating(y.type):
         return y.to_numpy(zero_copy_only=False).astype(np.float32)
     if pa.types.is_integer(y.type) or pa.types.is_boolean(y.type):
+        if pa.types.is_uint64(y.type) and len(y) and pc.max(y).as_py() >= 2**63:
+            raise UsageError(
+                f"label values reach {pc.max(y).as_py()}, beyond the int64 a label tensor "
+                "holds; recode the classes (0..k-1) upstream"
+            )
         return y.to_numpy(zero_copy_only=False).astype(np.int64)
     codes = pc.index_in(y, value_set=pa.array(classes, y.type))
     return codes.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -398,9 +413,17 @@ def select_features(src: Source, features: Sequence[str] | None, label: str | No
     Raises
     ------
     UsageError
-        An asked-for column is missing or not numeric.
+        An asked-for column is missing, not numeric, the label, or asked for twice.
     """
     if features is not None:
+        if label is not None and label in features:
+            raise UsageError(
+                f"features name the label {label!r}; a model must not see its own target, "
+                "so leave it out of features"
+            )
+        twice = sorted({f for f in features if list(features).count(f) > 1})
+        if twice:
+            raise UsageError(f"features name {twice[0]!r} more than once; name each once")
         missing = [f for f in features if f not in src.columns]
         if missing:
             raise UsageError(
@@ -452,9 +475,8 @@ def build_loader(
     else:
         folder = Path(cache_dir)
         folder.mkdir(parents=True, exist_ok=True)
-    # The fitted data's cache keeps its usual name; any other gets one of its own.
-    name = "features.arrow" if keep is None else f"features-{os.urandom(4).hex()}.arrow"
-    feature_path = str(folder / name)
+    # A name of its own: loaders sharing a cache_dir keep their own rows.
+    feature_path = str(folder / f"features-{os.urandom(4).hex()}.arrow")
     write_feature_cache(
         src, prep.features, prep.label, feature_path,
         scaler=prep.scaler, classes=prep.classes, keep=keep,

@@ -314,6 +314,14 @@ class _Layers:
             owner.extend([len(names)] * len(own))
             names.append(name)
             params.extend(own)
+        if not params:
+            from .errors import UsageError
+
+            raise UsageError(
+                f"{type(model).__name__} has no parameter that requires grad, so there are "
+                "no gradients to watch; unfreeze the layers being trained, or monitor the "
+                "model that holds them"
+            )
         self.names = names
         self.params = params
         self.owner = owner
@@ -592,10 +600,18 @@ class StabilityMonitor:
         quarantine: Any = None,
         weight_every: int = 10,
     ):
-        if sync_every < 1:
-            from .errors import UsageError
+        from .errors import UsageError
 
-            raise UsageError(f"sync_every must be >= 1, got {sync_every}")
+        if not isinstance(sync_every, int) or isinstance(sync_every, bool) or sync_every < 1:
+            raise UsageError(f"sync_every must be an integer >= 1, got {sync_every!r}")
+        if isinstance(skip_on, str):
+            skip_on = (skip_on,)
+        names = sorted({part for key in ADVICE for part in key if part is not None})
+        unknown = sorted(set(skip_on) - set(names))
+        if unknown:  # a typo ("nonfinite") would silently stop skipping those steps
+            raise UsageError(
+                f"skip_on: no cause or kind {unknown[0]!r}; they are {', '.join(names)}"
+            )
         self.model = model
         self.optimizer = optimizer
         self.skip_on = frozenset(skip_on)
@@ -684,6 +700,13 @@ class StabilityMonitor:
             This step's verdict, or (on a GPU with ``sync_every > 1``) a late one for an
             earlier step; every verdict is also appended to :attr:`verdicts`.
         """
+        if isinstance(loss, torch.Tensor) and (not loss.numel() or not loss.is_floating_point()):
+            from .errors import UsageError
+
+            raise UsageError(
+                f"check: the loss should be a float tensor with a value per row (or one), "
+                f"but got a {loss.dtype} tensor of shape {tuple(loss.shape)}"
+            )
         step = self._step
         self._step += 1
         per_row, loss_stats = self._loss_stats(loss)

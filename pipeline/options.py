@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError
-from .findings import SEVERITY_CHOICES, Severities, Severity
+from .findings import REASONS, SEVERITY_CHOICES, Severities, Severity
 
 __all__ = [
     "DATASET_SETTINGS",
@@ -135,6 +136,17 @@ class ValidationOptions:
                     f"{name} should be one of {', '.join(choices)}, "
                     f"but got {name}={getattr(self, name)!r}"
                 )
+        for name in ("near_constant_threshold", "min_class_share", "max_bad_rows",
+                     "outlier_threshold"):  # fmt: skip
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if value is not None and not number:
+                raise UsageError(f"{name} should be a number, but got {name}={value!r}")
+        if not isinstance(self.severities, dict):
+            raise UsageError(
+                "severities should map check names to error, warning or off, e.g. "
+                f"{{'near_constant': 'error'}}, but got {self.severities!r}"
+            )
         for name in ("near_constant_threshold", "min_class_share"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -157,6 +169,13 @@ class ValidationOptions:
             if value >= 2**63:
                 raise UsageError(f"{name} should be below 2**63, but got {name}={value!r}")
         for check, level in self.severities.items():
+            if check not in REASONS:  # a typo would leave the check as it was, silently
+                close = difflib.get_close_matches(str(check), REASONS, n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise UsageError(
+                    f"severities: there is no check '{check}'; {hint}checks are "
+                    f"{', '.join(REASONS)}"
+                )
             if level not in SEVERITY_CHOICES:
                 raise UsageError(
                     f"severity of '{check}' should be error, warning or off, but got {level!r}"

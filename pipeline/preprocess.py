@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import tempfile
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._atomic import write_text
+from ._atomic import StagedFile
 from .errors import UsageError
 from .fences import Fences
 from .loader import (
@@ -41,6 +42,7 @@ from .loader import (
     Batch,
     build_loader,
     feature_values,
+    plain_labels,
     scale_features,
     select_features,
 )
@@ -78,7 +80,8 @@ class LoaderReport:
         Rows the loader serves (every row but those set aside).
     set_aside : dict of str to int
         Rows set aside per reason: ``nan``, ``inf``, ``null`` (a feature), ``null_label``,
-        ``unseen_label``. A row counts once, under its first reason in that order.
+        ``nonfinite_label`` (a regression target), ``unseen_label``. A row counts once,
+        under its first reason in that order.
     sample_rows : dict of str to list of int
         The first few row ids set aside per reason.
     unseen_classes : list
@@ -297,13 +300,25 @@ class Preprocessor:
 
         ``preprocessor.json`` (format and batchguard versions, features, classes,
         fences, dtypes), ``scaler.json`` (:meth:`RobustScaler.save`) and
-        ``profile.json`` (the training profile, usable as a drift baseline). Each
-        file is written atomically.
+        ``profile.json`` (the training profile, usable as a drift baseline). All
+        three are written under temporary names first and renamed only once every
+        one is complete, so a failed save (a full disk) leaves the earlier files as
+        they were, never one preprocessor's scaler beside another's state.
+
+        Raises
+        ------
+        UsageError
+            ``path`` is a file, or lies under one.
         """
         from importlib.metadata import version
 
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise UsageError(
+                f"cannot save to {folder}: it, or a folder above it, is a file; pass a folder"
+            ) from exc
         state = {
             "format_version": FORMAT_VERSION,
             "batchguard_version": version("batchguard"),
@@ -316,10 +331,25 @@ class Preprocessor:
             "fences": {name: asdict(f) for name, f in self.fences.items()},
             "scaler": self.scaler is not None,
         }
-        if self.scaler is not None:
-            self.scaler.save(folder / _SCALER)
-        write_text(folder / _PROFILE, json.dumps(self.profile.to_dict(), default=str) + "\n")
-        write_text(folder / _STATE, json.dumps(state, indent=2, default=_json_value) + "\n")
+        texts = {
+            _PROFILE: json.dumps(self.profile.to_dict(), default=str) + "\n",
+            _STATE: json.dumps(state, indent=2, default=_json_value) + "\n",
+        }
+        names = [*([_SCALER] if self.scaler is not None else []), *texts]
+        staged = {name: StagedFile(folder / name) for name in names}
+        try:
+            if self.scaler is not None:
+                self.scaler.save(staged[_SCALER].temp)
+            for name, text in texts.items():
+                staged[name].temp.write_text(text, encoding="utf-8")
+            for file in staged.values():
+                file.sync()
+            for file in staged.values():
+                file.publish()
+        except BaseException:
+            for file in staged.values():
+                file.discard()
+            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Preprocessor:
@@ -346,6 +376,12 @@ class Preprocessor:
         try:
             profile = Profile.from_dict(_read_json(folder / _PROFILE, "a saved profile"))
             scaler = RobustScaler.load(folder / _SCALER) if state["scaler"] else None
+            if scaler is not None and scaler.n_features_in_ != len(state["features"]):
+                raise UsageError(
+                    f"{folder}: {_SCALER} scales {scaler.n_features_in_} features but "
+                    f"{_STATE} names {len(state['features'])}; the files come from different "
+                    "saves, save it again"
+                )
             return cls(
                 features=list(state["features"]),
                 dropped_features=dict(state["dropped_features"]),
@@ -357,7 +393,9 @@ class Preprocessor:
                 dtypes=dict(state["dtypes"]),
                 label_dtype=state.get("label_dtype"),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except UsageError:
+            raise
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise UsageError(
                 f"{folder}: a damaged saved preprocessor ({type(exc).__name__}: {exc}); "
                 "save it again with Preprocessor.save"
@@ -412,6 +450,15 @@ class Preprocessor:
                 raise UsageError(
                     f"column {name!r} of {where} is {typ}, but this preprocessor was fitted "
                     f"on {fitted}; cast it back upstream"
+                )
+        if self.label is not None and self.label_dtype is not None:
+            typ = schema.field(self.label).type
+            if _label_kind(str(typ)) != _label_kind(self.label_dtype):
+                # A class label read as float (pandas turns an int column with a NaN into
+                # float64) would be matched against the classes by value and miscounted.
+                raise UsageError(
+                    f"label {self.label!r} of {where} is {typ}, but this preprocessor was "
+                    f"fitted on {self.label_dtype}; cast it back upstream"
                 )
 
     def _checked_source(self, source: str | os.PathLike[str] | Source) -> Source:
@@ -468,7 +515,7 @@ class Preprocessor:
 
 
 #: why a row is set aside, in the order a row's first reason is taken
-_REASONS = ("nan", "inf", "null", "null_label", "unseen_label")
+_REASONS = ("nan", "inf", "null", "null_label", "nonfinite_label", "unseen_label")
 
 
 def _first_reasons(prep: Preprocessor, batch: pa.RecordBatch) -> tuple[np.ndarray, set[Any]]:
@@ -493,14 +540,16 @@ def _first_reasons(prep: Preprocessor, batch: pa.RecordBatch) -> tuple[np.ndarra
         mark(code, mask)
     unseen: set[Any] = set()
     if prep.label is not None:
-        y = batch.column(prep.label)
+        y = plain_labels(batch.column(prep.label))
         mark(3, _nulls(y))
-        if prep.classes is not None:
+        if prep.classes is None:  # a regression target: NaN or inf is no target
+            mark(4, ~np.isfinite(feature_values(y)) & ~_nulls(y))
+        else:
             known = pc.is_in(y, value_set=pa.array(prep.classes, y.type))
             outside = ~np.asarray(known.to_numpy(zero_copy_only=False), bool) & ~_nulls(y)
             if outside.any():
                 unseen = set(pc.unique(y.filter(pa.array(outside))).to_pylist())
-            mark(4, outside)
+            mark(5, outside)
     return reason, unseen
 
 
@@ -551,14 +600,38 @@ def _kind_of(dtype: str) -> str:
     return dtype
 
 
+def _label_kind(dtype: str) -> str:
+    """:func:`_kind_of`, with every string type one kind (a label's classes are its values)."""
+    kind = _kind_of(dtype)
+    return "string" if kind in ("string", "large_string", "string_view") else kind
+
+
 def _source_key(source: Any) -> object:
+    """What identifies the data :func:`fit` read: its files as they are now, or the object.
+
+    A file rewritten since (same path, other rows) is other data: its loader must not
+    serve the rows cached at fit time.
+    """
     if isinstance(source, (str, os.PathLike)):
-        return os.path.realpath(os.fspath(source))
+        return _files_key(os.path.realpath(os.fspath(source)))
     if isinstance(source, Source) and not source.path.startswith("<"):
-        return os.path.realpath(source.path)
+        return _files_key(os.path.realpath(source.path))
     from ._frames import identity_key  # in memory: the same object, not the same kind
 
     return identity_key(source)
+
+
+def _files_key(path: str) -> tuple[Any, ...]:
+    """``path`` with the size and modification time of every file in it (or of it)."""
+
+    def stamp(file: str) -> tuple[str, int, int]:
+        st = os.stat(file)
+        return file, st.st_size, st.st_mtime_ns
+
+    if os.path.isdir(path):
+        files = sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names)
+        return (path, *map(stamp, files))
+    return (path, *([stamp(path)] if os.path.isfile(path) else []))
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -635,7 +708,8 @@ def fit(
         cache_dir = tmpdir.name
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    clean_path = str(cache / "clean.arrow")
+    # A name of its own: fits sharing a cache_dir (folds, sweeps) keep their own rows.
+    clean_path = str(cache / f"clean-{os.urandom(4).hex()}.arrow")
     src = open_source(source)
     # Nulls in the columns the model sees would become NaN features or bogus labels:
     # quarantine them too, schema or not.
@@ -644,6 +718,12 @@ def fit(
     report = validate(  # src, not source: a RecordBatchReader can be read only once
         src, schema, label=label, clean=clean_path, quarantine=quarantine, **validate_options
     )
+    if not report.rows_clean:
+        causes = "; ".join(f.message for f in report.errors[:3])
+        raise UsageError(
+            f"{report.dataset}: no clean rows to train on ({report.rows:,} rows, "
+            f"{report.rows_quarantined:,} quarantined){': ' + causes if causes else ''}"
+        )
     if report.errors:
         log.warning(
             "batchguard: %s; training on the %s clean rows",
@@ -678,6 +758,8 @@ def fit(
         report=report,
     )
     prep._fitted = (_source_key(source), clean, tmpdir)
+    if tmpdir is not None:  # removed with the preprocessor (see ArrowMatrixDataset)
+        weakref.finalize(prep, tmpdir.cleanup)
     return prep
 
 

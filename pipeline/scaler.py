@@ -520,16 +520,42 @@ class RobustScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f'{os.fspath(path)}: not a saved RobustScaler (no "format": "{_SAVE_FORMAT}"); '
                 "pass a file written by RobustScaler.save"
             )
-        params = dict(state["params"])
-        params["quantile_range"] = tuple(params["quantile_range"])
-        scaler = cls(**params)
-        scaler.n_features_in_ = int(state["n_features_in_"])
-        if state["feature_names_in_"] is not None:
-            scaler.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
-        scaler.center_ = _from_json_floats(state["center_"])
-        scaler.scale_ = _from_json_floats(state["scale_"])
-        scaler.zero_iqr_features_ = np.asarray(state["zero_iqr_features_"], dtype=np.intp)
-        scaler.findings_ = [Finding(**f) for f in state["findings_"]]
+        where = os.fspath(path)
+        version = state.get("version")
+        if isinstance(version, int) and version > _SAVE_VERSION:
+            raise UsageError(
+                f"{where}: saved with RobustScaler format {version}; this batchguard reads "
+                f"{_SAVE_VERSION}: upgrade batchguard to load it"
+            )
+        try:
+            params = dict(state["params"])
+            params["quantile_range"] = tuple(params["quantile_range"])
+            scaler = cls(**params)
+            scaler.n_features_in_ = int(state["n_features_in_"])
+            if state["feature_names_in_"] is not None:
+                scaler.feature_names_in_ = np.asarray(state["feature_names_in_"], dtype=object)
+            scaler.center_ = _from_json_floats(state["center_"])
+            scaler.scale_ = _from_json_floats(state["scale_"])
+            scaler.zero_iqr_features_ = np.asarray(state["zero_iqr_features_"], dtype=np.intp)
+            scaler.findings_ = [Finding(**f) for f in state["findings_"]]
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise UsageError(
+                f"{where}: a damaged saved RobustScaler ({type(exc).__name__}: {exc}); "
+                "save it again"
+            ) from exc
+        for name in ("center_", "scale_"):
+            values = getattr(scaler, name)
+            if values is not None and np.shape(values) != (scaler.n_features_in_,):
+                raise UsageError(
+                    f"{where}: {name} holds {np.size(values)} values for "
+                    f"{scaler.n_features_in_} features; the file was edited or damaged, "
+                    "save it again"
+                )
+        scale = None if scaler.scale_ is None else np.asarray(scaler.scale_, dtype=np.float64)
+        if scale is not None and (np.isinf(scale) | (scale <= 0)).any():
+            # A scale of 0 would serve inf; a fitted scaler gives a zero IQR 1 (and a column
+            # without values NaN).
+            raise UsageError(f"{where}: scale_ holds values that are not positive; save it again")
         return scaler
 
 

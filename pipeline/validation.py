@@ -162,7 +162,7 @@ def validate(
     if reference is not None:  # from the merged profile: the same on every engine
         drifted = _drift(run, prof, findings, *reference)
         findings.extend(drifted.findings)
-    chunks = _chunks_to_recheck(run, notes, rules)
+    chunks = _chunks_to_recheck(run, prof, notes, rules)
     joint = rules.joint
     if chunks is not None:  # not every row is read again: judge joint outliers on the sample
         rules = replace(rules, joint=None)
@@ -198,6 +198,12 @@ def _prepare(
         raise UsageError(
             f"{label_from} {opts.label!r}: {src.path} has no such column; columns are "
             f"{', '.join(src.columns)}"
+        )
+    missing = [name for name in opts.not_null if name not in src.columns]
+    if missing:
+        raise UsageError(
+            f"not_null names {', '.join(map(repr, missing))}, which {src.path} does not have; "
+            f"columns are {', '.join(src.columns)}"
         )
     given = {name: path for name, path in outputs.items() if path is not None}
     check_distinct({f"--{name}": path for name, path in given.items()})
@@ -262,7 +268,9 @@ def _check_columns(run: Run, prof: Profile) -> tuple[list[Finding], RowRules]:
     return column_level, RowRules(rules, opts, fences, sentinels, joint, kinds)
 
 
-def _chunks_to_recheck(run: Run, notes: ChunkNotes | None, rules: RowRules) -> list[Chunk] | None:
+def _chunks_to_recheck(
+    run: Run, prof: Profile, notes: ChunkNotes | None, rules: RowRules
+) -> list[Chunk] | None:
     """The chunks pass 2 must read; ``None`` for all of them, in full.
 
     Pass 2 may skip chunks only when no output or check needs every row: the
@@ -275,8 +283,10 @@ def _chunks_to_recheck(run: Run, notes: ChunkNotes | None, rules: RowRules) -> l
         return None
     if run.plan is not None and run.plan.checks_every_row:
         return None
-    if any(name not in notes.bad for name in run.opts.not_null):
-        return None  # pass 1 tracks nulls of numeric columns only
+    # Pass 1 notes the nulls of numeric columns per chunk only; a string label (a not_null
+    # column of another kind) that holds none needs no chunk read again.
+    if any(name not in notes.bad and prof.columns[name].null for name in run.opts.not_null):
+        return None
     need = notes.needing_recheck(rules.bounds)
     return [c for c, n in zip(run.src.chunks(), need, strict=True) if n]
 

@@ -218,3 +218,19 @@ def test_columns_asked_non_null_are_judged_alike(tmp_path, monkeypatch):
     twice = _two_pass(path, monkeypatch, batch_size=500, not_null=["x"])
     assert _findings(once) == _findings(twice)
     assert once.rows_quarantined == twice.rows_quarantined == 3
+
+
+@pytest.mark.parametrize(("nulls", "passes"), [(0, 1), (10, 2)])
+def test_a_string_label_is_read_again_only_when_it_holds_nulls(
+    tmp_path, monkeypatch, nulls, passes
+):
+    """Rows without a label are quarantined; pass 1 notes nulls of numeric columns only."""
+    labels = [None if k < nulls else f"c{k % 2}" for k in range(4000)]
+    x = np.random.default_rng(0).normal(size=4000)
+    x[100] = np.nan
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": x, "y": labels}), path, row_group_size=1000)
+    reads = _reads(monkeypatch)
+    report = validate(path, label="y")
+    assert len(reads) == passes
+    assert report.rows_quarantined == 1 + nulls
