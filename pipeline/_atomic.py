@@ -130,6 +130,19 @@ def staged(path: str | os.PathLike[str], *, durable: bool = True) -> Any:
     return StagedFile(path, durable=durable)
 
 
+def remove_file(path: str | os.PathLike[str]) -> None:
+    """Delete a file that may be gone already (a cache whose owner is collected).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    """
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the whole new one.
 
@@ -167,7 +180,7 @@ def check_distinct(
     UsageError
         Naming both options and the path.
     """
-    from ._stores import is_url
+    from ._stores import is_url, redact
     from .errors import UsageError
 
     def key(path: str | os.PathLike[str]) -> str | None:
@@ -188,9 +201,10 @@ def check_distinct(
         other = seen.setdefault(k, name)
         if other == name:
             continue
+        shown = redact(os.fspath(path))  # no credentials of a URL in the message
         if inputs and other in inputs:
-            raise UsageError(f"{name} {path} would overwrite {other}; choose another path")
-        raise UsageError(f"{other} and {name} both name {path}; give each its own path")
+            raise UsageError(f"{name} {shown} would overwrite {other}; choose another path")
+        raise UsageError(f"{other} and {name} both name {shown}; give each its own path")
 
 
 def staging_dir(target: str | os.PathLike[str]) -> Path:

@@ -233,9 +233,10 @@ def validate_command(dataset: str, **kw: Any) -> None:
         if isinstance(exc, BatchguardError):
             click.echo(f"error: {exc}", err=True)
             sys.exit(ExitCode.USAGE)
-        if isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS and exc.filename:
+        if isinstance(exc, OSError) and exc.errno in _FILE_ERRNOS:
             # The machine's files, not batchguard: a full disk, a read-only folder.
-            click.echo(f"error: {exc.filename}: {exc.strerror}; check the path", err=True)
+            where = f"{exc.filename}: " if exc.filename else "writing an output: "
+            click.echo(f"error: {where}{exc.strerror}; check the path and the disk", err=True)
             sys.exit(ExitCode.USAGE)
         click.echo(
             f"internal error: {type(exc).__name__}: {exc}\n"
@@ -246,10 +247,11 @@ def validate_command(dataset: str, **kw: Any) -> None:
     sys.exit(code)
 
 
-#: errors of the files and folders a run names (exit 2, one line), not of batchguard
+#: errors of the files, folders and disks a run writes to (exit 2, one line), not of
+#: batchguard (a missing file it was asked to read is refused before, by name)
 _FILE_ERRNOS = frozenset(
     {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR,
-     errno.ENOTDIR, errno.ENOENT, errno.ENAMETOOLONG}
+     errno.ENOTDIR, errno.ENAMETOOLONG}
 )  # fmt: skip
 
 
@@ -284,7 +286,8 @@ def _run(dataset: str, **kw: Any) -> int:
             **{option: out for option, (out, _) in texts.items()},
             **{f"--{name}": kw.get(name) for name in ("quarantine", "clean", "scores")},
         },
-        {"the input": dataset, "--schema": kw.get("schema"), "--baseline": kw.get("baseline")},
+        # (--baseline may be rewritten by --profile-out: it is read whole before)
+        {"the input": dataset, "--schema": kw.get("schema")},
     )
     options = {k: v for k, v in kw.items() if v is not None}
     if infer_to is not None:
@@ -375,7 +378,9 @@ def _infer(dataset: str, out: str, options: dict[str, Any], *, quiet: bool) -> i
 
 
 def _check_text_output(out: str, dataset: str, option: str, suffixes: tuple[str, ...]) -> None:
-    """Refuse a report or schema path with the wrong suffix, no folder, or that is the input.
+    """Refuse a report or schema path with the wrong suffix, or no folder to write it in.
+
+    (That it is not the input nor another output, ``check_distinct`` checks.)
 
     An empty ``suffixes`` takes any file name (``-o``: the report's format is ``--format``).
     """
@@ -397,10 +402,10 @@ def _check_text_output(out: str, dataset: str, option: str, suffixes: tuple[str,
         raise UsageError(f"{option} {out}: folder {folder} does not exist; create it first")
     if os.path.isdir(out):
         raise UsageError(f"{option} {out} is a folder; give a file name")
-    if not os.access(folder, os.W_OK):
+    # A special file (/dev/stdout) is written in place; a new file needs a writable folder.
+    special = os.path.exists(out) and not os.path.isfile(out)
+    if not (os.access(out, os.W_OK) if special else os.access(folder, os.W_OK)):
         raise UsageError(f"{option} {out}: folder {folder} is not writable; choose another")
-    if os.path.exists(dataset) and os.path.realpath(out) == os.path.realpath(dataset):
-        raise UsageError(f"{option} {out} would overwrite the input; choose another path")
 
 
 def _print_rich(report: Any) -> None:

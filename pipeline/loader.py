@@ -28,6 +28,7 @@ import os
 import tempfile
 import warnings
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from ._atomic import StagedFile
+from ._atomic import StagedFile, remove_file
 from .errors import UsageError
 from .findings import Finding
 from .profiling import is_feature_type
@@ -387,7 +388,17 @@ def scale_features(x: np.ndarray, scaler: RobustScaler | None) -> np.ndarray:
 
 
 def plain_labels(y: pa.Array) -> pa.Array:
-    """A label column without its dictionary (a pandas Categorical, a polars Enum)."""
+    """A label column without its dictionary (a pandas Categorical, a polars Enum).
+
+    Parameters
+    ----------
+    y : pyarrow.Array
+
+    Returns
+    -------
+    pyarrow.Array
+        ``y`` itself, or its values when it is dictionary-encoded.
+    """
     return y.dictionary_decode() if pa.types.is_dictionary(y.type) else y
 
 
@@ -421,7 +432,7 @@ def select_features(src: Source, features: Sequence[str] | None, label: str | No
                 f"features name the label {label!r}; a model must not see its own target, "
                 "so leave it out of features"
             )
-        twice = sorted({f for f in features if list(features).count(f) > 1})
+        twice = sorted(name for name, n in Counter(features).items() if n > 1)
         if twice:
             raise UsageError(f"features name {twice[0]!r} more than once; name each once")
         missing = [f for f in features if f not in src.columns]
@@ -482,6 +493,8 @@ def build_loader(
         scaler=prep.scaler, classes=prep.classes, keep=keep,
     )  # fmt: skip
     dataset = ArrowMatrixDataset(feature_path, temporary_dir=tmpdir)
+    if tmpdir is None:  # a cache of its own in the caller's folder: removed with the dataset
+        weakref.finalize(dataset, remove_file, feature_path)
     sampler = _batch_sampler(
         dataset, batch_size, prep.label, stratify and shuffle, shuffle, drop_last, seed, bins,
         num_replicas, rank, prep.classes is not None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -59,7 +61,8 @@ class ValidationOptions:
     Parameters
     ----------
     label : str, optional
-        The label column: class counts, ``class_imbalance``, never an outlier source.
+        The label column: class counts, ``class_imbalance``, never an outlier source;
+        its nulls are row-level ``null`` findings unless a schema marks it nullable.
     batch_size : int, default 65536
         Rows per record batch; bounds memory.
     near_constant_threshold : float, default 0.99
@@ -126,6 +129,8 @@ class ValidationOptions:
     not_null: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.not_null, str):  # one column, not its letters
+            self.not_null = (self.not_null,)
         for name, choices in (
             ("outlier_method", OUTLIER_METHODS),
             ("quarantine_outliers", QUARANTINE_OUTLIERS),
@@ -139,10 +144,10 @@ class ValidationOptions:
         for name in ("near_constant_threshold", "min_class_share", "max_bad_rows",
                      "outlier_threshold"):  # fmt: skip
             value = getattr(self, name)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if value is not None and not number:
+            number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+            if value is not None and not number:  # numpy's numbers are numbers.Real too
                 raise UsageError(f"{name} should be a number, but got {name}={value!r}")
-        if not isinstance(self.severities, dict):
+        if not isinstance(self.severities, Mapping):
             raise UsageError(
                 "severities should map check names to error, warning or off, e.g. "
                 f"{{'near_constant': 'error'}}, but got {self.severities!r}"

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._atomic import StagedFile
+from ._atomic import StagedFile, remove_file
 from .errors import UsageError
 from .fences import Fences
 from .loader import (
@@ -302,8 +302,9 @@ class Preprocessor:
         fences, dtypes), ``scaler.json`` (:meth:`RobustScaler.save`) and
         ``profile.json`` (the training profile, usable as a drift baseline). All
         three are written under temporary names first and renamed only once every
-        one is complete, so a failed save (a full disk) leaves the earlier files as
-        they were, never one preprocessor's scaler beside another's state.
+        one is complete, so a save whose writing fails (a full disk) leaves the
+        earlier files as they were, never one preprocessor's scaler beside another's
+        state.
 
         Raises
         ------
@@ -451,19 +452,19 @@ class Preprocessor:
                     f"column {name!r} of {where} is {typ}, but this preprocessor was fitted "
                     f"on {fitted}; cast it back upstream"
                 )
-        if self.label is not None and self.label_dtype is not None:
-            typ = schema.field(self.label).type
-            if _label_kind(str(typ)) != _label_kind(self.label_dtype):
-                # A class label read as float (pandas turns an int column with a NaN into
-                # float64) would be matched against the classes by value and miscounted.
-                raise UsageError(
-                    f"label {self.label!r} of {where} is {typ}, but this preprocessor was "
-                    f"fitted on {self.label_dtype}; cast it back upstream"
-                )
 
     def _checked_source(self, source: str | os.PathLike[str] | Source) -> Source:
         src = open_source(source)
         self._check_columns(src.schema, src.path)
+        if self.classes is not None and self.label is not None and self.label_dtype is not None:
+            typ = src.schema.field(self.label).type
+            if _label_kind(str(typ)) != _label_kind(self.label_dtype):
+                # Classes are matched by value: a class label read as float (pandas turns an
+                # int column with a NaN into float64) would miscount every row.
+                raise UsageError(
+                    f"label {self.label!r} of {src.path} is {typ}, but this preprocessor was "
+                    f"fitted on {self.label_dtype}; cast it back upstream"
+                )
         return src
 
     def _fitted_rows(self, source: Any) -> Source | None:
@@ -622,15 +623,25 @@ def _source_key(source: Any) -> object:
 
 
 def _files_key(path: str) -> tuple[Any, ...]:
-    """``path`` with the size and modification time of every file in it (or of it)."""
+    """``path`` with the size and modification time of every file in it (or of it).
+
+    Hidden and underscore entries are skipped, as :class:`~pipeline.source.Source` skips
+    them (writer metadata); a URL is its text alone.
+    """
 
     def stamp(file: str) -> tuple[str, int, int]:
-        st = os.stat(file)
+        try:
+            st = os.stat(file)
+        except OSError:  # a dangling link: no data of the dataset
+            return file, -1, -1
         return file, st.st_size, st.st_mtime_ns
 
     if os.path.isdir(path):
-        files = sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names)
-        return (path, *map(stamp, files))
+        files = []
+        for folder, subfolders, names in os.walk(path):
+            subfolders[:] = [d for d in subfolders if not d.startswith((".", "_"))]
+            files += [os.path.join(folder, n) for n in names if not n.startswith((".", "_"))]
+        return (path, *map(stamp, sorted(files)))
     return (path, *([stamp(path)] if os.path.isfile(path) else []))
 
 
@@ -758,8 +769,12 @@ def fit(
         report=report,
     )
     prep._fitted = (_source_key(source), clean, tmpdir)
-    if tmpdir is not None:  # removed with the preprocessor (see ArrowMatrixDataset)
+    # The clean rows are removed with the preprocessor: its temporary folder, or the file
+    # of its own in the caller's cache_dir (see ArrowMatrixDataset).
+    if tmpdir is not None:
         weakref.finalize(prep, tmpdir.cleanup)
+    else:
+        weakref.finalize(prep, remove_file, clean_path)
     return prep
 
 

@@ -13,8 +13,8 @@ not depend on batching or on the engine. Candidates are taken from each end of
 the sorted values inward, and a value is a sentinel when:
 
 - it repeats (at least :data:`MIN_REPEATS` rows; a ``0`` below a strictly
-  positive column, and a usual negative placeholder below a column that is
-  otherwise never negative, count from one row) but is rare: under half the column
+  positive column, and a usual placeholder of -99 or below under a column that
+  is otherwise never negative, count from one row) but is rare: under half the column
   for a usual placeholder (:data:`PLACEHOLDERS`), under 1% for a zero below a
   positive column (a common zero is a real "none"), under 5% for any other value;
 - the gap to the nearest other value is at least :data:`GAP_SHARE` of the
@@ -181,7 +181,8 @@ def _rare_enough(value: float, count: int, total: int, others: np.ndarray, side:
 
 
 def _code_below_non_negative(value: float, others: np.ndarray, side: str) -> bool:
-    return value in PLACEHOLDERS and value < 0 and side == "low" and bool(others[0] >= 0)
+    # -99 and beyond: a lone -1 or -9 may be a real value the rest of the column lacks.
+    return value in PLACEHOLDERS and value <= -99 and side == "low" and bool(others[0] >= 0)
 
 
 def _zero_below_positive(value: float, others: np.ndarray, side: str) -> bool:

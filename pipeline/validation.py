@@ -189,9 +189,6 @@ def _prepare(
             label_from = f"{plan.name or 'the schema'}: label"
         options = {**plan.options, **options}
     opts = ValidationOptions.from_kwargs(**options)
-    if opts.label is not None and opts.label not in opts.not_null:
-        # A row without a label cannot be trained on (nor counted in a class).
-        opts = replace(opts, not_null=(*opts.not_null, opts.label))
     # A Source keeps its own batch size unless one was asked for.
     src = open_source(source, batch_size=options.get("batch_size"))
     if opts.label is not None and opts.label not in src.columns:
@@ -199,6 +196,11 @@ def _prepare(
             f"{label_from} {opts.label!r}: {src.path} has no such column; columns are "
             f"{', '.join(src.columns)}"
         )
+    label_may_be_null = plan is not None and plan.nullable(src, opts.label)
+    if opts.label is not None and opts.label not in opts.not_null and not label_may_be_null:
+        # A row without a label cannot be trained on (nor counted in a class), unless the
+        # schema says the label may be null.
+        opts = replace(opts, not_null=(*opts.not_null, opts.label))
     missing = [name for name in opts.not_null if name not in src.columns]
     if missing:
         raise UsageError(

@@ -265,3 +265,35 @@ def test_misspelt_or_mistyped_arguments_are_one_line():
     nan = torch.tensor([[float("nan"), 1.0], [0.0, 1.0]])
     guarded = guard([(nan, torch.tensor([0, 1]))], checks="nonfinite")  # was "unknown check 'e'"
     assert [len(batch[0]) for batch in guarded] == [1]
+
+
+def test_the_review_cases_keep_working(tmp_path):
+    """What the fixes above must not break: transform ignores the label's type, numpy
+    numbers and a single column name are options, a schema may let the label be null."""
+    train = _table(300)
+    prep = fit(train, label="y")
+    unlabelled = train.set_column(2, "y", pa.array(np.full(300, np.nan)))
+    assert prep.transform(unlabelled).shape == (300, 2)  # the label is not read there
+    report = validate(train, max_bad_rows=np.float32(0.5), not_null="a")
+    assert report.options.not_null == ("a",)
+    schema = tmp_path / "s.yaml"
+    schema.write_text("columns:\n  y:\n    dtype: int64\n    nullable: true\n")
+    with_nulls = train.set_column(2, "y", pa.array([None] * 10 + [1] * 290, pa.int64()))
+    assert validate(with_nulls, schema, label="y").rows_quarantined == 0
+    assert validate(with_nulls, label="y").rows_quarantined == 10
+
+
+def test_caches_in_a_folder_of_the_callers_are_removed_with_their_loaders(tmp_path):
+    for _ in range(3):
+        loader = make_loader(_table(300), label="y", cache_dir=tmp_path)
+        assert sum(len(batch[0]) for batch in loader) == 300
+        del loader
+        gc.collect()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_collision_message_shows_no_credentials():
+    secret = "s3://AKIAEXAMPLE:hunter2@bucket/out.parquet"
+    with pytest.raises(UsageError, match="both name") as caught:
+        validate(_table(20), clean=secret, quarantine=secret)
+    assert "hunter2" not in str(caught.value)

@@ -475,16 +475,18 @@ def test_a_failed_write_is_one_line_exit_2(tmp_path, monkeypatch):
     import pipeline.report
 
     path = _one_nan(tmp_path)
+    for named, where in [(str(tmp_path / "r.html"), f"{tmp_path / 'r.html'}: "),
+                         (None, "writing an output: ")]:  # fmt: skip
+        # A write to a full disk names no file; an open of one does.
+        def full(*args: object, named: str | None = named, **kw: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device", named)
 
-    def full(*args: object, **kw: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r.html"))
-
-    monkeypatch.setattr(pipeline.report, "write_html", full)
-    result = invoke(str(path), "--report", str(tmp_path / "r.html"))
-    assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'r.html'}: No space left on device; check the path"
-    ]
+        monkeypatch.setattr(pipeline.report, "write_html", full)
+        result = invoke(str(path), "--report", str(tmp_path / "r.html"))
+        assert result.exit_code == 2
+        assert result.stderr.strip().splitlines() == [
+            f"error: {where}No space left on device; check the path and the disk"
+        ]
 
 
 def test_a_step_summary_that_cannot_be_written_does_not_decide_the_gate(tmp_path, monkeypatch):
@@ -634,3 +636,13 @@ def test_option_errors_are_one_line(tmp_path, args):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "validate --help" in lines[0]
+
+
+def test_special_files_and_a_rolling_baseline_stay_allowed(tmp_path):
+    path = _one_nan(tmp_path)
+    assert invoke(str(path), "-o", os.devnull).exit_code == 1
+    baseline = tmp_path / "last.json"
+    assert invoke(str(path), "--profile-out", str(baseline)).exit_code == 1
+    # compare with the last run's profile, then keep this run's in its place
+    again = invoke(str(path), "--baseline", str(baseline), "--profile-out", str(baseline))
+    assert again.exit_code == 1, again.stderr

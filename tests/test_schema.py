@@ -597,9 +597,15 @@ def test_schema_object_to_yaml_is_tidy(tmp_path):
     assert os.fspath(SCHEMAS / "sensors.yaml") == schema.path
 
 
-def test_exponent_numbers_read_as_numbers_as_yaml_1_2_reads_them():
-    """PyYAML (YAML 1.1) reads ``1e6`` as a string, and in_range refused it as one."""
-    from pipeline.schema._yaml import load
+def test_an_exponent_number_that_yaml_reads_as_text_is_explained(tmp_path):
+    """YAML 1.1 (PyYAML, and so pandera) reads 1e6 as a string: the message says how to write it."""
+    from pipeline.errors import SchemaFileError
+    from pipeline.schema import load_schema
 
-    data, _ = load("a: 1e6\nb: -1.5e6\nc: .5e-3\nd: 12\ne: 1e\nf: e5\n")
-    assert data == {"a": 1e6, "b": -1.5e6, "c": 5e-4, "d": 12, "e": "1e", "f": "e5"}
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "columns:\n  x:\n    dtype: float64\n    checks:\n"
+        "      in_range: {min_value: -1e6, max_value: 1.0e+6}\n"
+    )
+    with pytest.raises(SchemaFileError, match=r"the string '-1e6' \(YAML reads it as text"):
+        load_schema(path)

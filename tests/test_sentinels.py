@@ -79,6 +79,11 @@ def test_a_lone_minus_999_below_incomes_counts_from_one_row(rng, count):
     assert found(with_values(incomes, -999, count)) == [(-999.0, count, "low")]
 
 
+def test_a_lone_minus_one_below_a_non_negative_column_is_no_sentinel(rng):
+    durations = rng.gamma(2, 10, N).round(2)
+    assert found(with_values(durations, -1, 2)) == []
+
+
 def test_a_lone_minus_999_below_a_column_that_goes_negative_is_no_sentinel(rng):
     temperatures = rng.normal(10, 12, N).round(1)  # down to about -30
     assert found(with_values(temperatures, -999, 2)) == []

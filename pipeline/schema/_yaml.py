@@ -5,12 +5,11 @@ loader refuses aliases (``*name``): a schema never needs them, and they are
 how a few hundred bytes expand into gigabytes ("billion laughs"). It also
 refuses a key written twice in one mapping, which ``safe_load`` would settle
 silently by keeping the last value. It remembers the line of every key so that
-errors can point at it. And it reads ``1e6`` as a number, as YAML 1.2 does.
+errors can point at it.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
@@ -47,15 +46,6 @@ class _StrictLoader(yaml.SafeLoader):
                 )
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
-
-
-# YAML 1.1 (PyYAML) reads 1e6 and 1.5e6 as strings: a float needs a dot and a signed
-# exponent there. Schemas are written as YAML 1.2 and every other tool reads them so.
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
 
 
 def load(text: str) -> tuple[Any, dict[KeyPath, int]]:

@@ -330,9 +330,34 @@ class SchemaPlan:
 
     # -- rows ----------------------------------------------------------------------------------
     def non_null(self, src: Source) -> list[str]:
-        """The columns of ``src`` the schema marks non-nullable (its ``null`` rule's)."""
+        """The columns of ``src`` the schema marks non-nullable (its ``null`` rule's).
+
+        Parameters
+        ----------
+        src : Source
+
+        Returns
+        -------
+        list of str
+        """
         b = self._bind(src.schema)
         return [n for n, specs in b.columns.items() if any(not r.nullable for r in specs)]
+
+    def nullable(self, src: Source, name: str | None) -> bool:
+        """Whether the schema declares column ``name`` of ``src`` and lets it hold nulls.
+
+        Parameters
+        ----------
+        src : Source
+        name : str or None
+
+        Returns
+        -------
+        bool
+            False for a column the schema does not declare.
+        """
+        specs = self._bind(src.schema).columns.get(name or "", [])
+        return bool(specs) and all(r.nullable for r in specs)
 
     def row_rules(self, src: Source) -> list[RowRule]:
         """The ``null`` rule for non-nullable columns and one rule running the pandera checks."""

@@ -599,12 +599,19 @@ def _check_value(kind: str, value: Any, doc: Document, where: KeyPath) -> None:
     doc.fail(where, f"should be {_KIND_HELP[kind]}, not {_kind_of(value)}")
 
 
+#: a number in exponent form that YAML 1.1 reads as a string (no dot, or no sign in the exponent)
+_EXPONENT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
 def _kind_of(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, str):
+        if _EXPONENT.fullmatch(value):
+            # YAML 1.1, which PyYAML and so pandera read, takes 1e6 for text.
+            return f"the string {value!r} (YAML reads it as text: write it as 1.0e+6 does)"
         return f"the string {value!r}"
     if isinstance(value, int | float):
         return f"the number {value!r}"
