@@ -25,6 +25,11 @@ class _Scale(nn.Module):
         self.clip = float(clip)
 
     def scaled(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.center.shape[0]:  # TorchScript: no f-strings
+            raise ValueError(
+                "batchguard: the input has " + str(x.shape[-1]) + " features; this module "
+                "takes " + str(self.center.shape[0]) + ", in the order of Preprocessor.features"
+            )
         y = (x.to(torch.float64) - self.center) / self.scale
         if self.clip > 0:
             y = torch.clamp(y, -self.clip, self.clip)
@@ -48,6 +53,8 @@ class ImputingScale(_Scale):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         missing = ~torch.isfinite(x)
+        if x.shape[-1] != self.median.shape[0]:
+            return self.scaled(x), missing  # scaled() says what is wrong
         filled = torch.where(missing, self.median.to(x.dtype).expand_as(x), x)
         return self.scaled(filled), missing
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import numbers
 import operator
 import os
 from collections import Counter
@@ -613,6 +614,13 @@ class Guard:
         more than ``loss_threshold`` robust standard deviations, quarantines the
         batch's rows with reason ``loss_spike``. Spiking losses do not enter the history.
         """
+        if isinstance(loss, torch.Tensor) and loss.numel() != 1:
+            raise UsageError(
+                f"observe_loss takes the batch's loss, one value; got a tensor of shape "
+                f"{tuple(loss.shape)} (for a per-row loss, pass loss.mean())"
+            )
+        if not isinstance(loss, (torch.Tensor, numbers.Real)):
+            raise UsageError(f"observe_loss takes the batch's loss, a number; got {loss!r}")
         # .item() rather than float(): no detach() needed, and no warning for a grad tensor.
         value = float(loss.item() if isinstance(loss, torch.Tensor) else loss)
         detector = self._loss_detector

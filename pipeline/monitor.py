@@ -1446,10 +1446,23 @@ class StabilityMonitor:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`: the monitor then makes the same decisions."""
-        if list(state["layers"]) != self._layers.names:
-            from .errors import UsageError
+        """Restore :meth:`state_dict`: the monitor then makes the same decisions.
 
+        Raises
+        ------
+        UsageError
+            ``state`` is not a monitor's :meth:`state_dict`, or is one of a model
+            with other layers.
+        """
+        from .errors import UsageError
+
+        if not isinstance(state, dict) or "layers" not in state or "step" not in state:
+            kind = sorted(state)[:5] if isinstance(state, dict) else type(state).__name__
+            raise UsageError(
+                f"not a StabilityMonitor.state_dict() (it holds {kind}); pass what "
+                "monitor.state_dict() returned"
+            )
+        if list(state["layers"]) != self._layers.names:
             raise UsageError("this monitor state belongs to a model with other layers")
         self._step = int(state["step"])
         for d, saved in zip(self._detectors, state["loss"], strict=True):

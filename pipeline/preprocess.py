@@ -421,7 +421,13 @@ class Preprocessor:
 
     def _raw_matrix(self, data: Any) -> np.ndarray:
         if isinstance(data, np.ndarray):
-            x = np.atleast_2d(np.asarray(data, dtype=np.float64))
+            try:
+                x = np.atleast_2d(np.asarray(data, dtype=np.float64))
+            except (TypeError, ValueError) as exc:
+                raise UsageError(
+                    f"the array holds values that are not numbers ({exc}); pass the raw "
+                    "numeric features"
+                ) from exc
             if x.shape[1] != len(self.features):
                 raise UsageError(
                     f"an array of {x.shape[1]} columns; this preprocessor takes "
@@ -565,11 +571,17 @@ def _as_arrow(data: Any) -> pa.Table:
         return data
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
-    if hasattr(data, "columns") and hasattr(data, "dtypes"):  # a pandas DataFrame
-        return pa.Table.from_pandas(data, preserve_index=False)
+    from ._frames import as_arrow, is_frame
+
+    if is_frame(data):  # pandas, polars, ...: converted as validate converts them
+        frame = as_arrow(data)
+        if frame.table is not None:
+            return frame.table
+        with pa.ipc.open_file(frame.path) as spooled:  # a one-pass stream, spooled
+            return spooled.read_all()
     raise UsageError(
         f"cannot transform a {type(data).__name__}; pass a numpy array, a pyarrow Table or "
-        "RecordBatch, or a pandas DataFrame"
+        "RecordBatch, or a pandas or polars DataFrame"
     )
 
 

@@ -297,3 +297,26 @@ def test_an_output_collision_message_shows_no_credentials():
     with pytest.raises(UsageError, match="both name") as caught:
         validate(_table(20), clean=secret, quarantine=secret)
     assert "hunter2" not in str(caught.value)
+
+
+def test_transform_and_the_serving_module_take_what_they_should():
+    import polars as pl
+
+    train = _table(300)
+    prep = fit(train, label="y")
+    np.testing.assert_array_equal(prep.transform(pl.from_arrow(train)), prep.transform(train))
+    with pytest.raises(UsageError, match="the array holds values that are not numbers"):
+        prep.transform(np.array([["1.0", "x"]]))
+    for module in (prep.to_torch(), torch.jit.script(prep.to_torch(non_finite="impute"))):
+        with pytest.raises((ValueError, torch.jit.Error), match="this module takes 2"):
+            module(torch.ones(2, 5))
+    guarded = guard([])
+    for loss in (torch.ones(4), None):
+        with pytest.raises(UsageError, match="observe_loss takes the batch's loss"):
+            guarded.observe_loss(loss)
+
+
+def test_a_monitor_state_that_is_not_one_is_refused():
+    monitor = pipeline.StabilityMonitor(torch.nn.Linear(4, 2))
+    with pytest.raises(UsageError, match=r"not a StabilityMonitor.state_dict\(\)"):
+        monitor.load_state_dict({})
