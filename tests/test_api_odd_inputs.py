@@ -300,8 +300,7 @@ def test_an_output_collision_message_shows_no_credentials():
 
 
 def test_transform_and_the_serving_module_take_what_they_should():
-    import polars as pl
-
+    pl = pytest.importorskip("polars")  # an extra: make install EXTRAS=test leaves it out
     train = _table(300)
     prep = fit(train, label="y")
     np.testing.assert_array_equal(prep.transform(pl.from_arrow(train)), prep.transform(train))
