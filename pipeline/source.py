@@ -100,7 +100,12 @@ class Chunk:
 class _File:
     path: str
     kind: str
+    #: hive partition values, in key order whatever the folders' order: the order of the
+    #: partition columns in the schema and in every batch
     partition: dict[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.partition = dict(sorted(self.partition.items()))
 
 
 def _kind_of(path: str) -> str | None:
@@ -586,13 +591,13 @@ class Source:
             [field.with_nullable(field.name in nullable) for field in first],
             metadata=first.metadata,
         )
-        partition_keys = sorted(self._files[0].partition)
+        partition_keys = list(self._files[0].partition)
         for f in self._files:
-            if sorted(f.partition) != partition_keys:
+            if list(f.partition) != partition_keys:
                 raise SourceError(
                     f"{self.path}: files sit in different partition folders: "
                     f"{self._io.url(self._files[0].path)} has keys {partition_keys or 'none'}, "
-                    f"{self._io.url(f.path)} has {sorted(f.partition) or 'none'}; give every "
+                    f"{self._io.url(f.path)} has {list(f.partition) or 'none'}; give every "
                     "file the same key=value folders"
                 )
         for key in partition_keys:
@@ -832,8 +837,8 @@ class Source:
                     for name, a in zip(names, arrays, strict=True)
                 ]
             _check_utf8(self._io.url(f.path), names, arrays, offset)
-            for key in sorted(f.partition):  # the schema's order (see _read_schemas)
-                value, typ = f.partition[key], self.schema.field(key).type
+            for key, value in f.partition.items():
+                typ = self.schema.field(key).type
                 if value is not None and typ == pa.int64():
                     value = int(value)  # type: ignore[assignment]
                 arrays.append(pa.array([value] * n, typ))
