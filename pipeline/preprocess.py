@@ -635,12 +635,11 @@ def _source_key(source: Any) -> object:
 
 
 def _files_key(path: str) -> tuple[Any, ...]:
-    """``path`` with the size and modification time of each data file it names.
+    """``path`` with the size and modification time of every file in it (or of it).
 
-    The files a :class:`~pipeline.source.Source` of a local folder reads (writer
-    metadata and other hidden entries left out); a URL is its text alone.
+    Hidden and underscore entries are skipped, as :class:`~pipeline.source.Source` skips
+    them (writer metadata); a URL is its text alone.
     """
-    from .source import _discover
 
     def stamp(file: str) -> tuple[str, int, int]:
         try:
@@ -650,7 +649,11 @@ def _files_key(path: str) -> tuple[Any, ...]:
         return file, st.st_size, st.st_mtime_ns
 
     if os.path.isdir(path):
-        return (path, *(stamp(f.path) for f in _discover(Path(path))))
+        files = []
+        for folder, subfolders, names in os.walk(path):
+            subfolders[:] = [d for d in subfolders if not d.startswith((".", "_"))]
+            files += [os.path.join(folder, n) for n in names if not n.startswith((".", "_"))]
+        return (path, *map(stamp, sorted(files)))
     return (path, *([stamp(path)] if os.path.isfile(path) else []))
 
 
